@@ -1,0 +1,1 @@
+"""Storage adapters: SQL behind the domain ports (one package per backend)."""

@@ -1,0 +1,1 @@
+"""The plain-PostgreSQL backend (PostgreSQL 15 or newer)."""

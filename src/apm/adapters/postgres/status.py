@@ -1,0 +1,25 @@
+"""Reachability probe and backend detection."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from apm.adapters.errors import translating
+from apm.adapters.postgres import queries
+
+
+class PostgresStatus:
+    def __init__(self, engine: AsyncEngine, *, backend: str = "postgres") -> None:
+        self._engine = engine
+        self.backend = backend
+
+    @translating
+    async def probe(self) -> None:
+        async with self._engine.connect() as connection:
+            await connection.execute(queries.PROBE)
+
+
+@translating
+async def timescale_installed(engine: AsyncEngine) -> bool:
+    async with engine.connect() as connection:
+        return bool((await connection.execute(queries.TIMESCALE_INSTALLED)).scalar_one())

@@ -1,0 +1,1 @@
+"""HTTP: Litestar controllers, wire helpers and the error mapping."""

@@ -1,0 +1,132 @@
+"""The composition root: settings -> engine -> adapters -> Litestar app.
+
+Only this module (and the CLI) knows both the HTTP side and the storage side. Choosing the
+backend is choosing the adapter objects here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from apm import __version__
+from apm.adapters.engine import build_engine, build_sessionmaker
+from apm.adapters.postgres.ingest import PostgresIngest
+from apm.adapters.postgres.records import PostgresRecords
+from apm.adapters.postgres.status import PostgresStatus, timescale_installed
+from apm.api.deps import Limits, Ports, provide_ports
+from apm.api.errors import EXCEPTION_HANDLERS
+from apm.api.health import HealthController
+from apm.api.middleware import request_log_middleware
+from apm.api.requests import RequestsController
+from apm.domain.errors import BackendUnsupported
+from apm.settings import Settings
+
+log = structlog.get_logger("apm.app")
+
+
+@dataclass
+class Storage:
+    """The engine and the ports built on it; `close()` releases the pool."""
+
+    engine: AsyncEngine
+    ports: Ports
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        page_size=settings.page_size,
+        ingest_batch_size=settings.ingest_batch_size,
+        ingest_max_events=settings.ingest_max_events,
+        ingest_max_errors=settings.ingest_max_errors,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+
+async def resolve_backend(engine: AsyncEngine, wanted: str) -> str:
+    """auto = TimescaleDB when the extension is installed in the database, else postgres."""
+    if wanted == "postgres":
+        return "postgres"
+    installed = await timescale_installed(engine)
+    if wanted == "timescale" and not installed:
+        raise BackendUnsupported(
+            "APM_BACKEND=timescale, but the timescaledb extension is not installed in this "
+            "database (run `apm migrate` on a server that has TimescaleDB, or use "
+            "APM_BACKEND=postgres)."
+        )
+    return "timescale" if installed else "postgres"
+
+
+async def open_storage(settings: Settings) -> Storage:
+    if settings.database_url is None:
+        raise BackendUnsupported("No database configured: set APM_DATABASE_URL.")
+    engine = build_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        sslmode=settings.db_sslmode,
+    )
+    try:
+        backend = await resolve_backend(engine, settings.backend)
+    except BaseException:
+        await engine.dispose()
+        raise
+    sessions = build_sessionmaker(engine)
+    ports = Ports(
+        records=PostgresRecords(sessions),
+        ingest=PostgresIngest(sessions),
+        analytics=None,  # type: ignore[arg-type]
+        status=PostgresStatus(engine, backend=backend),
+        limits=limits_from(settings),
+    )
+    log.info("storage.ready", backend=backend)
+    return Storage(engine=engine, ports=ports)
+
+
+def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:
+    """Build the app; with `ports` given (tests), no database is opened."""
+
+    @asynccontextmanager
+    async def storage_lifespan(app: Litestar) -> AsyncIterator[None]:
+        if ports is not None:
+            app.state.ports = ports
+            yield
+            return
+        storage = await open_storage(settings)
+        app.state.ports = storage.ports
+        try:
+            yield
+        finally:
+            await storage.close()
+
+    return Litestar(
+        route_handlers=[HealthController, RequestsController],
+        dependencies={"ports": Provide(provide_ports, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[request_log_middleware],
+        lifespan=[storage_lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="apm", version=__version__, path="/schema"),
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for ASGI servers started with several workers (`apm serve --workers N`)."""
+    from apm.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
