@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from apm.domain.errors import InvalidPage, NotFound
+from apm.domain.ingest import EventBatch
 from apm.domain.listing import ListQuery, Page
 from apm.domain.records import ApiRequest, ApiRequestData
 
@@ -52,10 +53,17 @@ class FakeIngest:
     def __init__(self, records: FakeRecords) -> None:
         self.records = records
 
-    async def store(self, events: Sequence[ApiRequestData]) -> int:
-        for event in events:
-            await self.records.create(event)
-        return len(events)
+    async def store(self, batch: EventBatch, *, batch_size: int = 1000) -> int:
+        for i in range(len(batch)):
+            await self.records.create(
+                ApiRequestData(
+                    time=batch.time[i], service=batch.service[i], endpoint=batch.endpoint[i],
+                    method=batch.method[i], status_code=batch.status_code[i],
+                    latency_ms=batch.latency_ms[i], trace_id=batch.trace_id[i],
+                    user_ref=batch.user_ref[i], tags=msgspec.json.decode(batch.tags[i]),
+                )
+            )
+        return len(batch)
 
 
 class FakeStatus:

@@ -6,7 +6,7 @@ Every method is one transaction; storage failures raise `StorageUnavailable`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -21,6 +21,7 @@ from apm.domain.analytics import (
     TopEndpoints,
     TopQuery,
 )
+from apm.domain.ingest import EventBatch
 from apm.domain.listing import ListQuery, Page
 from apm.domain.records import ApiRequest, ApiRequestData
 
@@ -50,8 +51,11 @@ class RecordPort(Protocol):
 class IngestPort(Protocol):
     """Bulk writes: all events of one call are stored atomically, or none are."""
 
-    async def store(self, events: Sequence[ApiRequestData]) -> int:
-        """Returns the number of events stored."""
+    async def store(self, batch: EventBatch, *, batch_size: int = 1000) -> int:
+        """Store every event of `batch` in one transaction, written `batch_size` rows at a time.
+
+        Returns the number of events stored.
+        """
         ...
 
 

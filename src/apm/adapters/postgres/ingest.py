@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import msgspec
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from apm.adapters.errors import translating
 from apm.adapters.postgres import queries
-from apm.domain.records import ApiRequestData
+from apm.domain.ingest import EventBatch
 
 
 class PostgresIngest:
@@ -17,21 +14,25 @@ class PostgresIngest:
         self._sessions = sessions
 
     @translating
-    async def store(self, events: Sequence[ApiRequestData]) -> int:
-        if not events:
+    async def store(self, batch: EventBatch, *, batch_size: int = 1000) -> int:
+        total = len(batch)
+        if not total:
             return 0
-        encode = msgspec.json.encode
-        params = {
-            "time": [e.time for e in events],
-            "service": [e.service for e in events],
-            "endpoint": [e.endpoint for e in events],
-            "method": [e.method for e in events],
-            "status_code": [e.status_code for e in events],
-            "latency_ms": [e.latency_ms for e in events],
-            "trace_id": [e.trace_id for e in events],
-            "user_ref": [e.user_ref for e in events],
-            "tags": [encode(e.tags).decode() for e in events],
-        }
         async with self._sessions.begin() as session:
-            await session.execute(queries.INSERT_UNNEST, params)
-        return len(events)
+            for start in range(0, total, batch_size):
+                end = start + batch_size
+                await session.execute(
+                    queries.INSERT_UNNEST,
+                    {
+                        "time": batch.time[start:end],
+                        "service": batch.service[start:end],
+                        "endpoint": batch.endpoint[start:end],
+                        "method": batch.method[start:end],
+                        "status_code": batch.status_code[start:end],
+                        "latency_ms": batch.latency_ms[start:end],
+                        "trace_id": batch.trace_id[start:end],
+                        "user_ref": batch.user_ref[start:end],
+                        "tags": batch.tags[start:end],
+                    },
+                )
+        return total
