@@ -1,4 +1,9 @@
-"""Driver errors become the domain's StorageUnavailable here, and only here."""
+"""Driver errors become the domain's StorageUnavailable here, and only here.
+
+A database that is down, unreachable, overloaded, restarting, too slow or refusing our
+credentials is an outage to the caller (503, retry later), never a 500 with a traceback. Errors
+that mean a bug in our SQL (syntax, undefined column, constraint violations) stay what they are.
+"""
 
 from __future__ import annotations
 
@@ -15,38 +20,57 @@ from apm.domain.errors import StorageUnavailable
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-# SQLSTATE classes that mean "the server is not there or cannot serve now":
-# 08 connection exception, 53 insufficient resources, 57 operator intervention
-# (admin shutdown, query canceled by statement_timeout), 58 system error.
-_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+# SQLSTATE classes (and single codes) that mean "the server cannot serve this now":
+# 08 connection exception, 28 invalid authorization (credentials rotated or revoked),
+# 3D invalid catalog (the database was dropped or renamed), 40 transaction rollback
+# (deadlock or serialization failure: the same request succeeds when retried),
+# 53 insufficient resources (too many connections, disk full), 57 operator intervention
+# (admin shutdown, crash recovery, statement_timeout), 58 system error,
+# 55P03 lock not available (lock_timeout), 25P03 idle-in-transaction timeout.
+_UNAVAILABLE_CLASSES = ("08", "28", "3D", "40", "53", "57", "58")
+_UNAVAILABLE_CODES = ("55P03", "25P03")
+# Raised by asyncpg without a SQLSTATE when the socket is gone or the server is not ready.
+_UNAVAILABLE_NAMES = ("ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError")
+_TIMEOUTS = (asyncio.TimeoutError, TimeoutError, sa_exc.TimeoutError)
+_OUTAGES = (OSError, *_TIMEOUTS)
+
+
+def _cause(error: BaseException) -> BaseException:
+    return getattr(error, "orig", None) or error
 
 
 def _sqlstate(error: BaseException) -> str:
-    orig = getattr(error, "orig", None) or error
+    orig = _cause(error)
     return str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
 
 
 def is_unavailable(error: BaseException) -> bool:
-    if isinstance(error, OSError | asyncio.TimeoutError | TimeoutError | sa_exc.TimeoutError):
+    """True when `error` means the database cannot serve now (as opposed to a bug in a query)."""
+    cause = _cause(error)
+    if isinstance(error, _OUTAGES) or isinstance(cause, _OUTAGES):
         return True
-    if isinstance(error, sa_exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        if isinstance(error, sa_exc.InterfaceError | sa_exc.OperationalError):
-            return True
-        cause = error.orig
-        if isinstance(cause, OSError | TimeoutError | asyncio.TimeoutError):
-            return True
-    name = type(getattr(error, "orig", None) or error).__name__
-    if name in ("ConnectionDoesNotExistError", "CannotConnectNowError", "InterfaceError"):
+    if isinstance(error, sa_exc.DBAPIError) and (
+        error.connection_invalidated
+        or isinstance(error, sa_exc.InterfaceError | sa_exc.OperationalError)
+    ):
         return True
-    return _sqlstate(error)[:2] in _UNAVAILABLE_CLASSES
+    if type(cause).__name__ in _UNAVAILABLE_NAMES:
+        return True
+    state = _sqlstate(error)
+    return state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_CODES
 
 
-def _reason(error: BaseException) -> str:
-    cause = getattr(error, "orig", None) or error
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    return text[:200]
+def reason(error: BaseException) -> str:
+    """A one-line reason for logs and the health answer; never a query or its parameters."""
+    cause = _cause(error)
+    if isinstance(cause, _TIMEOUTS) or isinstance(error, _TIMEOUTS):
+        return "the database did not answer in time"
+    if isinstance(cause, OSError):
+        return f"cannot connect to the database: {cause.strerror or type(cause).__name__}"
+    text = str(cause).strip()
+    first = text.splitlines()[0] if text else type(cause).__name__
+    state = _sqlstate(error)
+    return (f"{first} (SQLSTATE {state})" if state else first)[:200]
 
 
 @asynccontextmanager
@@ -57,7 +81,7 @@ async def storage_errors() -> AsyncIterator[None]:
         raise
     except Exception as error:
         if is_unavailable(error):
-            raise StorageUnavailable(_reason(error)) from error
+            raise StorageUnavailable(reason(error)) from error
         raise
 
 
