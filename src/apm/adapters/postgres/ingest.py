@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apm.adapters.errors import translating
 from apm.adapters.postgres import queries
 from apm.domain.ingest import EventBatch
 
+# Awaited inside the write transaction once the batch is written (rollup upkeep), so the
+# events and whatever derives from them commit or roll back together.
+StoredHook = Callable[[AsyncSession, EventBatch], Awaitable[None]]
+
 
 class PostgresIngest:
-    def __init__(self, sessions: async_sessionmaker) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker, *, on_stored: StoredHook | None = None
+    ) -> None:
         self._sessions = sessions
+        self._on_stored = on_stored
 
     @translating
     async def store(self, batch: EventBatch, *, batch_size: int = 1000) -> int:
@@ -35,4 +44,6 @@ class PostgresIngest:
                         "tags": batch.tags[start:end],
                     },
                 )
+            if self._on_stored is not None:
+                await self._on_stored(session, batch)
         return total
