@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,6 +21,7 @@ from apm.adapters.engine import build_engine, build_sessionmaker
 from apm.adapters.postgres.ingest import PostgresIngest
 from apm.adapters.postgres.records import PostgresRecords
 from apm.adapters.postgres.status import PostgresStatus, timescale_installed
+from apm.api.auth import PUBLIC, ApiKeyGuard, ApiKeys, open_access_warning
 from apm.api.deps import Limits, Ports, provide_ports
 from apm.api.errors import EXCEPTION_HANDLERS
 from apm.api.health import HealthController
@@ -111,6 +112,10 @@ def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:
         finally:
             await storage.close()
 
+    keys = ApiKeys.from_keys(ingest=settings.ingest_keys, read=settings.read_keys)
+    if warning := open_access_warning(keys, host=settings.host):
+        log.warning("auth.open_access", detail=warning)
+
     return Litestar(
         route_handlers=[HealthController, RequestsController],
         dependencies={"ports": Provide(provide_ports, sync_to_thread=False)},
@@ -118,7 +123,16 @@ def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:
         middleware=[request_log_middleware],
         lifespan=[storage_lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="apm", version=__version__, path="/schema"),
+        guards=[ApiKeyGuard(keys)],
+        openapi_config=OpenAPIConfig(
+            title="apm",
+            version=__version__,
+            path="/schema",
+            # The API document stays readable without a key, like health.
+            openapi_router=Router(
+                "/schema", route_handlers=[], include_in_schema=False, opt={PUBLIC: True}
+            ),
+        ),
         debug=False,
     )
 

@@ -48,6 +48,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_connect_timeout: float = 5.0
     db_statement_timeout_ms: int = 30_000
     refresh_delay: float = 1.0
+    ingest_keys: tuple[str, ...] = ()
+    """API keys that allow writes (POST/PUT/PATCH/DELETE); empty = writes are open."""
+    read_keys: tuple[str, ...] = ()
+    """API keys that allow reads (GET); empty = reads are open."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +83,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "APM_DB_STATEMENT_TIMEOUT_MS", 30_000, 0, 86_400_000
             ),
             refresh_delay=reader.number("APM_REFRESH_DELAY", 1.0, 0.0, 4.0),
+            ingest_keys=api_keys(env, "APM_INGEST_KEYS"),
+            read_keys=api_keys(env, "APM_READ_KEYS"),
         )
 
 
@@ -125,6 +131,41 @@ class _Reader:
         if value not in allowed:
             raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}.")
         return value  # type: ignore[return-value]
+
+
+MIN_KEY_LENGTH = 16
+_KEY_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+)
+
+
+def api_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Keys from `name` (comma-separated) or from the file named by `name`_FILE (one per line,
+    blank lines and `#` comments ignored). Messages name the variable, never a key."""
+    inline = (env.get(name) or "").strip()
+    path = (env.get(f"{name}_FILE") or "").strip()
+    if inline and path:
+        raise SettingsError(f"Set {name} or {name}_FILE, not both.")
+    source = name
+    if path:
+        source = f"{name}_FILE"
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise SettingsError(f"{source}: cannot read {path!r} ({error}).") from None
+        lines = (line.strip() for line in text.splitlines())
+        keys = [line for line in lines if line and not line.startswith("#")]
+        if not keys:
+            raise SettingsError(f"{source}: {path!r} holds no key.")
+    else:
+        keys = [part.strip() for part in inline.split(",") if part.strip()]
+    for position, key in enumerate(keys, start=1):
+        if len(key) < MIN_KEY_LENGTH or not set(key) <= _KEY_CHARACTERS:
+            raise SettingsError(
+                f"{source}: key #{position} must be at least {MIN_KEY_LENGTH} characters of "
+                "A-Z a-z 0-9 - . _ ~ + / = (for example the output of `openssl rand -hex 32`)."
+            )
+    return tuple(dict.fromkeys(keys))
 
 
 def _database_url(env: Mapping[str, str]) -> str | None:

@@ -6,6 +6,7 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
+from apm.api.auth import PUBLIC
 from apm.api.deps import Ports
 from apm.domain.errors import StorageUnavailable
 from apm.domain.listing import parse_bool
@@ -14,6 +15,8 @@ from apm.domain.listing import parse_bool
 class HealthController(Controller):
     path = "/api/health"
     tags = ["health"]
+    # Load balancers and orchestrators probe it without credentials.
+    opt = {PUBLIC: True}
 
     @get("/", operation_id="health", summary="Liveness, and with db=1 a database probe")
     async def health(self, ports: NamedDependency[Ports], db: FromQuery[str | None] = None) -> Response[dict[str, str]]:
