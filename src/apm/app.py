@@ -25,6 +25,7 @@ from apm.api.auth import PUBLIC, ApiKeyGuard, ApiKeys, open_access_warning
 from apm.api.deps import Limits, Ports, provide_ports
 from apm.api.errors import EXCEPTION_HANDLERS
 from apm.api.health import HealthController
+from apm.api.metrics import MetricsController, prometheus_config
 from apm.api.middleware import request_log_middleware
 from apm.api.requests import RequestsController
 from apm.domain.errors import BackendUnsupported
@@ -116,11 +117,11 @@ def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:
     if warning := open_access_warning(keys, host=settings.host):
         log.warning("auth.open_access", detail=warning)
 
-    return Litestar(
-        route_handlers=[HealthController, RequestsController],
+    app = Litestar(
+        route_handlers=[HealthController, RequestsController, MetricsController],
         dependencies={"ports": Provide(provide_ports, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[request_log_middleware],
+        middleware=[prometheus_config().middleware],
         lifespan=[storage_lifespan],
         request_max_body_size=settings.max_body_bytes,
         guards=[ApiKeyGuard(keys)],
@@ -134,7 +135,14 @@ def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:
             ),
         ),
         debug=False,
+        # Logging is configured once by apm.logs (structlog for every logger); Litestar's own
+        # configuration would replace the root handler with another format.
+        logging_config=None,
     )
+    # Around the whole app, not as route middleware: 404s and 405s match no route and would
+    # otherwise leave no log line.
+    app.asgi_handler = request_log_middleware(app.asgi_handler)
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -44,7 +44,8 @@ def request_log_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
-            route = scope.get("path_template") or scope.get("path", "")
+            # The route template groups requests by handler; None when no route matched.
+            route = scope.get("path_template")
             log.info(
                 "http.request",
                 method=scope.get("method"),
