@@ -67,7 +67,8 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Bind address [default: APM_HOST or 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [default: APM_PORT or 8000].")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              envvar="APM_WORKERS", show_envvar=True, help="Server processes.")
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations before serving.")
 def serve(host: str | None, port: int | None, workers: int, reload: bool, no_migrate: bool) -> None:
@@ -130,6 +131,8 @@ def migrate() -> None:
               help="Events per transaction (or per ingest request with --via-api).")
 @click.option("--seed", "random_seed", type=int, default=None,
               help="Random seed, for repeatable data [default: a new one each run].")
+@click.option("--api-key", default=None, envvar="APM_API_KEY", show_envvar=True,
+              help="Ingest key sent with --via-api (when the server requires one).")
 def seed(
     count: int,
     days: float,
@@ -138,6 +141,7 @@ def seed(
     via_api: str | None,
     batch_size: int,
     random_seed: int | None,
+    api_key: str | None,
 ) -> None:
     """Generate realistic request events and store them (directly or through the API)."""
     import random
@@ -161,7 +165,7 @@ def seed(
     started = time.perf_counter()
     with click.progressbar(length=count, label="Seeding", file=sys.stderr) as bar:
         if via_api:
-            stored = _seed_via_api(via_api, chunks, bar)
+            stored = _seed_via_api(via_api, chunks, bar, api_key=api_key)
         else:
             with database(configured) as settings:
                 stored = asyncio.run(_seed_direct(settings, chunks, bar))
@@ -205,7 +209,9 @@ async def _open_or_fail(settings: Settings) -> Storage:
         raise click.ClickException(error.detail) from None
 
 
-def _seed_via_api(base_url: str, chunks: Iterable[EventBatch], bar: Any) -> int:
+def _seed_via_api(
+    base_url: str, chunks: Iterable[EventBatch], bar: Any, *, api_key: str | None
+) -> int:
     import gzip
     import urllib.error
     import urllib.request
@@ -213,13 +219,16 @@ def _seed_via_api(base_url: str, chunks: Iterable[EventBatch], bar: Any) -> int:
     from apm.seeding import to_json
 
     url = base_url.rstrip("/") + "/api/requests/ingest/"
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     stored = 0
     for batch in chunks:
         request = urllib.request.Request(
             url,
             data=gzip.compress(to_json(batch), compresslevel=1),
             method="POST",
-            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            headers=headers,
         )
         try:
             with urllib.request.urlopen(request, timeout=120) as response:
