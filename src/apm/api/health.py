@@ -8,6 +8,7 @@ from litestar.params import FromQuery
 
 from apm.api.auth import PUBLIC
 from apm.api.deps import Ports
+from apm.api.openapi import HEALTH_RESPONSES
 from apm.domain.errors import StorageUnavailable
 from apm.domain.listing import parse_bool
 
@@ -18,7 +19,12 @@ class HealthController(Controller):
     # Load balancers and orchestrators probe it without credentials.
     opt = {PUBLIC: True}
 
-    @get("/", operation_id="health", summary="Liveness, and with db=1 a database probe")
+    @get(
+        "/",
+        operation_id="health",
+        summary="Liveness, and with db=1 a database probe",
+        responses=HEALTH_RESPONSES,
+    )
     async def health(self, ports: NamedDependency[Ports], db: FromQuery[str | None] = None) -> Response[dict[str, str]]:
         body = {"status": "ok", "backend": ports.status.backend}
         if db is None or not parse_bool(db):
