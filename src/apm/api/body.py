@@ -59,6 +59,10 @@ def decode_json(body: bytes) -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as error:
         raise MalformedBody(detail=f"Malformed JSON: {error}") from None
+    except RecursionError:
+        # msgspec guards its recursion with the interpreter's limit: [[[[...]]]] nested a few
+        # thousand levels deep stops here instead of becoming a 500.
+        raise MalformedBody(detail="Malformed JSON: nested too deeply.") from None
 
 
 async def read_json(request: Request, *, limit: int) -> Any:

@@ -49,7 +49,12 @@ def parse_instant(value: str) -> tuple[datetime, bool] | None:
 
 
 def end_of_day(start_of_day: datetime) -> datetime:
-    return start_of_day + timedelta(days=1)
+    """The start of the next day (exclusive end); 9999-12-31 ends at the last instant Python
+    can hold instead of overflowing."""
+    try:
+        return start_of_day + timedelta(days=1)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _integer(value: Any) -> int | None:
@@ -77,7 +82,8 @@ def _text(field: str, value: Any, low: int, high: int, *, trim: bool) -> tuple[s
 
 
 def _tags_problem(value: Any, depth: int) -> str:
-    if depth > TAGS_MAX_DEPTH:
+    # Levels are objects and arrays: {"a": {"b": 1}} is two levels deep.
+    if depth > TAGS_MAX_DEPTH and isinstance(value, dict | list):
         return f"tags must not be nested more than {TAGS_MAX_DEPTH} levels deep."
     if isinstance(value, str):
         if "\x00" in value:
