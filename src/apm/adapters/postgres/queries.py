@@ -89,6 +89,20 @@ INSERT_UNNEST = text(
     """
 )
 
+# Bulk ingest by binary COPY. asyncpg's copy_records_to_table builds the statement from these
+# names:  COPY api_requests (time, service, ..., tags) FROM STDIN (FORMAT binary)
+# Rows are tuples in INGEST_COLUMNS order; it returns the command tag ('COPY n').
+INGEST_TABLE = "api_requests"
+INGEST_COLUMNS = (
+    "time", "service", "endpoint", "method", "status_code",
+    "latency_ms", "trace_id", "user_ref", "tags",
+)
+
+# Reads nothing; one row (1). COPY goes to the driver connection directly, around SQLAlchemy,
+# whose driver adapter only opens the transaction on its first statement: this is that
+# statement, so the COPY and everything after it share one transaction.
+OPEN_INGEST_TRANSACTION = text("SELECT 1")
+
 _RETURNING = (
     api_requests.c.id, api_requests.c.time, api_requests.c.service, api_requests.c.endpoint,
     api_requests.c.method, api_requests.c.status_code, api_requests.c.latency_ms,
