@@ -32,7 +32,11 @@ def parse_datetime(value: str) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 is before year 1 in UTC: not a datetime Python can hold.
+        return None
 
 
 def parse_instant(value: str) -> tuple[datetime, bool] | None:
