@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test install install-dev migrate bench-ingest bench-analytics clean
+.PHONY: run test install install-dev migrate smoke bench-servers bench-ingest bench-analytics clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ migrate: install
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The Postman collection (newman, pinned in postman/package-lock.json) against a real server on
+# a throw-away embedded database. `make test` runs it too (tests/integration/test_smoke.py).
+smoke: install
+	bash scripts/smoke.sh
+
+# uvicorn vs granian on this machine (needs wrk: apt-get install wrk).
+bench-servers: install
+	$(BIN)/python benchmarks/servers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
