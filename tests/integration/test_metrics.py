@@ -79,3 +79,25 @@ async def test_ingest_counters_exist_from_the_start_and_move(pg_client: AsyncTes
         return value(after, name, outcome=outcome) - value(before, name, outcome=outcome)
 
     assert (moved("inserted"), moved("rejected")) == (7, 2)
+
+
+async def test_ingest_requests_move_the_counters(pg_client: AsyncTestClient) -> None:
+    bad = {**EVENT, "status_code": 700}
+    before = await scrape(pg_client)
+
+    mixed = await pg_client.post("/api/requests/ingest/", json=[EVENT, bad, EVENT, "x"])
+    assert mixed.json()["inserted"] == 2 and mixed.json()["rejected"] == 2
+    strict = await pg_client.post("/api/requests/ingest/?strict=true", json=[EVENT, bad, EVENT])
+    assert strict.status_code == 400 and strict.json()["rejected"] == 3
+    assert (await pg_client.post("/api/requests/ingest/", json=[EVENT])).status_code == 200
+    after = await scrape(pg_client)
+
+    def moved(outcome: str) -> float:
+        name = "apm_ingest_events_total"
+        return value(after, name, outcome=outcome) - value(before, name, outcome=outcome)
+
+    assert (moved("inserted"), moved("rejected")) == (3, 5)
+    ingest = {"app_name": "apm", "method": "POST", "path": "/api/requests/ingest"}
+    assert value(after, "apm_requests_total", **ingest, status_code="400") - value(
+        before, "apm_requests_total", **ingest, status_code="400"
+    ) == 1

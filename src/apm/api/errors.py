@@ -9,6 +9,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from apm.api.metrics import record_ingest
 from apm.domain.errors import (
     DomainError,
     InvalidPage,
@@ -17,6 +18,7 @@ from apm.domain.errors import (
     StorageUnavailable,
     ValidationFailed,
 )
+from apm.domain.ingest import EventsRejected
 
 log = structlog.get_logger("apm.api")
 
@@ -40,6 +42,9 @@ def domain_error(_: Request, error: DomainError) -> Response:
         body["errors"] = error.errors
     if isinstance(error, StorageUnavailable):
         log.warning("storage.unavailable", reason=error.reason)
+    if isinstance(error, EventsRejected):
+        # Strict mode refused the whole request: its events count as rejected all the same.
+        record_ingest(inserted=0, rejected=int(error.extra.get("rejected", 0)))
     body.update(error.extra)
     return _json(status, body)
 

@@ -7,6 +7,7 @@ from litestar.di import NamedDependency
 
 from apm.api.body import read_body_bytes
 from apm.api.deps import Ports
+from apm.api.metrics import record_ingest
 from apm.domain.ingest import IngestReport, decode_ingest, parse_ingest_options
 
 
@@ -30,4 +31,6 @@ class IngestController(Controller):
         )
         plan = decode_ingest(await read_body_bytes(request, limit=limits.max_body_bytes), options)
         inserted = await ports.ingest.store(plan.batch, batch_size=options.batch_size)
-        return plan.report(inserted)
+        report = plan.report(inserted)
+        record_ingest(inserted=report.inserted, rejected=report.rejected)
+        return report
