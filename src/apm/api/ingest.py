@@ -8,6 +8,7 @@ from litestar.di import NamedDependency
 from apm.api.body import read_body_bytes
 from apm.api.deps import Ports
 from apm.api.metrics import record_ingest
+from apm.api.openapi import INGEST_BODY, documented, ingest_parameters, ingest_responses
 from apm.domain.ingest import IngestReport, decode_ingest, parse_ingest_options
 
 
@@ -20,6 +21,8 @@ class IngestController(Controller):
         operation_id="ingestRequests",
         summary="Store many request events in one transaction",
         status_code=200,
+        operation_class=documented(query=ingest_parameters(), body=INGEST_BODY),
+        responses=ingest_responses(),
     )
     async def ingest(self, request: Request, ports: NamedDependency[Ports]) -> IngestReport:
         limits = ports.limits

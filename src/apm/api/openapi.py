@@ -24,6 +24,7 @@ from litestar.openapi.spec import (
     Schema,
 )
 
+from apm.domain.ingest import EventError
 from apm.domain.listing import MAX_FILTER_LENGTH, MAX_PAGE_SIZE
 from apm.domain.records import METHODS, ORDERING_FIELDS
 from apm.domain.validation import MAX_ENDPOINT, MAX_LATENCY, MAX_REF, MAX_SERVICE
@@ -49,6 +50,24 @@ class UnavailableBody(msgspec.Struct, kw_only=True):
     """503: the database cannot be reached: `{"detail": "Database unavailable."}`."""
 
     detail: str
+
+
+class IngestRefused(msgspec.Struct, kw_only=True):
+    """400 of bulk ingest: a bad parameter (`errors` by name), a body that is not JSON or not
+    an events array, or strict mode with invalid events (`inserted` 0, `rejected`, `errors` by
+    event index)."""
+
+    detail: str
+    inserted: int | None = None
+    rejected: int | None = None
+    errors: dict[str, list[str]] | list[EventError] | None = None
+
+
+class TooManyEventsBody(msgspec.Struct, kw_only=True):
+    """413 of bulk ingest; `max_events` is present when the event count was the reason."""
+
+    detail: str
+    max_events: int | None = None
 
 
 class HealthFailure(msgspec.Struct, kw_only=True):
@@ -96,6 +115,23 @@ def error_responses(
     }
     specs.update(override or {})
     return specs
+
+
+def ingest_responses() -> dict[int, ResponseSpec]:
+    return error_responses(
+        400, 413, 415, 503,
+        override={
+            400: ResponseSpec(
+                data_container=IngestRefused, description=IngestRefused.__doc__ or "",
+                generate_examples=False,
+            ),
+            413: ResponseSpec(
+                data_container=TooManyEventsBody,
+                description="More events than max_events, or a body over the size limit.",
+                generate_examples=False,
+            ),
+        },
+    )
 
 
 # --- schema helpers -------------------------------------------------------------------------
