@@ -187,3 +187,48 @@ async def test_statement_timeout_answers_503_and_writes_nothing(
     assert client.get("/api/requests/?service=faults").json()["count"] == before
     assert client.post("/api/requests/", json=EVENT).status_code == 201
     assert "Traceback" not in server.log()
+
+
+POISON = """
+CREATE FUNCTION apm_test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.service = 'poison' THEN
+        RAISE EXCEPTION 'simulated outage' USING ERRCODE = 'admin_shutdown';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER apm_test_poison BEFORE INSERT ON api_requests
+    FOR EACH ROW EXECUTE FUNCTION apm_test_poison();
+"""
+
+
+async def test_ingest_failing_midway_stores_nothing_and_answers_503(
+    client: httpx.Client, own_postgres: EmbeddedPostgres, server: LiveServer
+) -> None:
+    """The database fails on the last of many chunks: the whole request is rolled back."""
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    if "post" not in paths.get("/api/requests/ingest", {}):
+        pytest.skip("POST /api/requests/ingest/ is not served by this build")
+    plain = own_postgres.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    admin = await asyncpg.connect(plain)
+    try:
+        await admin.execute(POISON)
+        before = await admin.fetchval("SELECT count(*) FROM api_requests")
+        events = [{**EVENT, "latency_ms": n} for n in range(1000)]
+        events.append({**EVENT, "service": "poison"})
+        response = client.post("/api/requests/ingest/?batch_size=100", json=events)
+        assert response.status_code == 503 and response.json() == UNAVAILABLE, response.text
+        assert await admin.fetchval("SELECT count(*) FROM api_requests") == before
+        single = client.post("/api/requests/", json={**EVENT, "service": "poison"})
+        assert single.status_code == 503 and single.json() == UNAVAILABLE
+        # The failure was the request's, not the pool's: the next request succeeds.
+        ok = client.post("/api/requests/ingest/?batch_size=100", json=events[:-1])
+        assert ok.status_code == 200 and ok.json()["inserted"] == 1000
+        assert await admin.fetchval("SELECT count(*) FROM api_requests") == before + 1000
+    finally:
+        await admin.execute(
+            "DROP TRIGGER IF EXISTS apm_test_poison ON api_requests;"
+            "DROP FUNCTION IF EXISTS apm_test_poison()"
+        )
+        await admin.close()
+    assert "Traceback" not in server.log()
