@@ -96,11 +96,34 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool, no_mig
         if workers > 1 or reload:
             # Workers import the app themselves: hand them the resolved database URL.
             os.environ["APM_DATABASE_URL"] = settings.database_url or ""
-            uvicorn.run(
-                "apm.app:app_from_env", factory=True, workers=workers, reload=reload, **common
-            )
+            with shared_metrics(workers):
+                uvicorn.run(
+                    "apm.app:app_from_env", factory=True, workers=workers, reload=reload,
+                    **common,
+                )
         else:
             uvicorn.run(create_app(settings), **common)
+
+
+@contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, let /metrics add up every worker's counters.
+
+    prometheus_client's multiprocess mode: each worker writes its samples to files in
+    PROMETHEUS_MULTIPROC_DIR, which the workers read at import time, so it is set before they
+    start; a directory the caller chose is used as it is.
+    """
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="apm-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
 @main.command()

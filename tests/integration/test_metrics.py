@@ -101,3 +101,23 @@ async def test_ingest_requests_move_the_counters(pg_client: AsyncTestClient) -> 
     assert value(after, "apm_requests_total", **ingest, status_code="400") - value(
         before, "apm_requests_total", **ingest, status_code="400"
     ) == 1
+
+
+def test_several_workers_report_one_sum(pg_url: str, pg_clean) -> None:
+    import httpx
+
+    from tests.support.live_server import live_server
+
+    with live_server(pg_url, workers=2) as server:
+        created = httpx.post(server.url("/api/requests/"), json=EVENT, timeout=10)
+        record = created.json()["id"]
+        for _ in range(20):
+            # A new connection each time, so both workers take some of them.
+            assert httpx.get(server.url(f"/api/requests/{record}/"), timeout=10).status_code == 200
+        scrapes = [httpx.get(server.url("/metrics"), timeout=10).text for _ in range(4)]
+
+    labels = 'app_name="apm",method="GET",path="/api/requests/{request_id}",status_code="200"'
+    for text in scrapes:
+        line = next(line for line in text.splitlines()
+                    if line.startswith(f"apm_requests_total{{{labels}}}"))
+        assert float(line.rsplit(" ", 1)[1]) == 20
