@@ -83,8 +83,10 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool, no_mig
     with database(configured) as settings:
         if not no_migrate:
             migrate_to_head(settings)
+        # The address actually bound decides whether key-less access is warned about.
+        settings = msgspec.structs.replace(settings, host=host or settings.host)
         common = {
-            "host": host or settings.host,
+            "host": settings.host,
             "port": settings.port if port is None else port,
             "log_config": None,
             "access_log": False,
@@ -96,6 +98,7 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool, no_mig
         if workers > 1 or reload:
             # Workers import the app themselves: hand them the resolved database URL.
             os.environ["APM_DATABASE_URL"] = settings.database_url or ""
+            os.environ["APM_HOST"] = settings.host
             with shared_metrics(workers):
                 uvicorn.run(
                     "apm.app:app_from_env", factory=True, workers=workers, reload=reload,

@@ -215,3 +215,40 @@ async def test_one_side_configured_leaves_the_other_open() -> None:
     async for client in client_for(settings_with(read_keys=(READ,))):
         assert (await client.post("/api/requests/", json=EVENT)).status_code == 201
         assert (await client.get("/api/requests/")).status_code == 401
+
+
+class RecordingLog:
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, dict[str, object]]] = []
+
+    def warning(self, event: str, **context: object) -> None:
+        self.warnings.append((event, context))
+
+    def info(self, event: str, **context: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("host", "keys", "warned"),
+    [
+        ("0.0.0.0", {}, True),
+        ("0.0.0.0", {"ingest_keys": (INGEST,)}, True),
+        ("0.0.0.0", {"ingest_keys": (INGEST,), "read_keys": (READ,)}, False),
+        ("127.0.0.1", {}, False),
+        ("::1", {}, False),
+    ],
+)
+def test_start_up_warns_when_open_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch, host: str, keys: dict[str, tuple[str, ...]], warned: bool
+) -> None:
+    import apm.app
+
+    log = RecordingLog()
+    monkeypatch.setattr(apm.app, "log", log)
+    records = FakeRecords()
+    ports = Ports(records=records, ingest=FakeIngest(records), analytics=None, status=FakeStatus())  # type: ignore[arg-type]
+    create_app(msgspec.structs.replace(Settings(), host=host, **keys), ports=ports)
+    events = [event for event, _ in log.warnings]
+    assert ("auth.open_access" in events) is warned
+    for _, context in log.warnings:
+        assert INGEST not in str(context) and READ not in str(context)
