@@ -7,7 +7,7 @@ Every figure is exact: it equals the same aggregate over the raw events of the w
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -30,15 +30,25 @@ DAILY_SPAN = timedelta(days=7)
 KPI_SPAN = timedelta(hours=24)
 AUTO_HOURLY_MAX = timedelta(hours=48)
 MAX_WINDOW = timedelta(days=3660)
+REFRESH_SPAN = timedelta(days=7)
 ROLLUP_LIMIT_MAX = 5000
 TOP_LIMIT_MAX = 200
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+# Status classes 1xx..5xx: the rollups count each class, so an error threshold at a hundred
+# boundary is a sum of classes; any other threshold needs the raw events.
+STATUS_CLASSES = (1, 2, 3, 4, 5)
 
 
 class RollupQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Rows whose bucket starts in `[start floored to the bucket, end)`; methods merged."""
+
     start: datetime
     end: datetime
     service: str | None = None
     endpoint: str | None = None
+    method: str | None = None
     limit: int = 500
 
 
@@ -134,14 +144,23 @@ def parse_window(
         if instant is None:
             errors["end"] = ["end must be an ISO-8601 datetime or date."]
         else:
-            end = end_of_day(instant[0]) if instant[1] else instant[0]
-    start = end - default_span
+            try:
+                end = end_of_day(instant[0]) if instant[1] else instant[0]
+            except OverflowError:
+                errors["end"] = ["end is out of the supported range of dates."]
+    try:
+        start = end - default_span
+    except OverflowError:
+        start = datetime.min.replace(tzinfo=UTC)
     if raw_start := params.get("start"):
         instant = parse_instant(raw_start)
         if instant is None:
             errors["start"] = ["start must be an ISO-8601 datetime or date."]
         else:
             start = instant[0]
+    if "end" not in errors and end > LATEST:
+        # Bucket arithmetic (the next hour or day) must stay within Python's datetime range.
+        errors["end"] = ["end is out of the supported range of dates."]
     if "start" not in errors and "end" not in errors:
         if start > end:
             errors["start"] = ["start must not be after end."]
@@ -161,16 +180,22 @@ def _filters(params: Mapping[str, str], errors: Errors) -> dict[str, str | None]
     return found
 
 
+def _method(params: Mapping[str, str], errors: Errors) -> str | None:
+    """`method` is case-insensitive (spec 2.4)."""
+    if not (method := params.get("method")):
+        return None
+    if method.strip().upper() in METHODS:
+        return method.strip().upper()
+    errors["method"] = [f"method must be one of {', '.join(METHODS)}."]
+    return None
+
+
 def _kpi_fields(
     params: Mapping[str, str], *, now: datetime, errors: Errors
 ) -> dict[str, object]:
     start, end = parse_window(params, default_span=KPI_SPAN, now=now, errors=errors)
     fields: dict[str, object] = {"start": start, "end": end, **_filters(params, errors)}
-    if method := params.get("method"):
-        if method.strip().upper() in METHODS:
-            fields["method"] = method.strip().upper()
-        else:
-            errors["method"] = [f"method must be one of {', '.join(METHODS)}."]
+    fields["method"] = _method(params, errors)
     if params.get("error_from"):
         fields["error_from"] = parse_int("error_from", params["error_from"], 100, 599, errors)
     if granularity := params.get("granularity"):
@@ -187,12 +212,13 @@ def parse_rollup_query(
     errors: Errors = {}
     start, end = parse_window(params, default_span=default_span, now=now, errors=errors)
     fields = _filters(params, errors)
+    method = _method(params, errors)
     limit = 500
     if params.get("limit"):
         limit = parse_int("limit", params["limit"], 1, ROLLUP_LIMIT_MAX, errors) or limit
     if errors:
         raise ValidationFailed(errors, "Invalid query parameters.")
-    return RollupQuery(start=start, end=end, limit=limit, **fields)
+    return RollupQuery(start=start, end=end, method=method, limit=limit, **fields)
 
 
 def parse_kpi_query(params: Mapping[str, str], *, now: datetime) -> KpiQuery:
@@ -234,3 +260,91 @@ def choose_granularity(granularity: Granularity, *, start: datetime, end: dateti
     if granularity == "auto":
         return "hourly" if end - start <= AUTO_HOURLY_MAX else "daily"
     return granularity
+
+
+def floor_to(instant: datetime, step: timedelta) -> datetime:
+    """The start of the UTC hour or day holding `instant`."""
+    instant = instant.astimezone(UTC)
+    if step == HOUR:
+        return instant.replace(minute=0, second=0, microsecond=0)
+    if step == DAY:
+        return instant.replace(hour=0, minute=0, second=0, microsecond=0)
+    raise ValueError("step must be one hour or one day")
+
+
+def ceil_to(instant: datetime, step: timedelta) -> datetime:
+    """The first UTC hour or day start at or after `instant`."""
+    floor = floor_to(instant, step)
+    return floor if floor == instant else floor + step
+
+
+def error_classes(error_from: int) -> tuple[int, ...] | None:
+    """The status classes that make up `status_code >= error_from`, or None when the
+    threshold is not at a hundred boundary (then only the raw events can answer)."""
+    if error_from % 100:
+        return None
+    return tuple(k for k in STATUS_CLASSES if k >= error_from // 100)
+
+
+class WindowPiece(msgspec.Struct, frozen=True, kw_only=True):
+    """A part `[start, end)` of a window and what serves it."""
+
+    source: Source
+    start: datetime
+    end: datetime
+
+
+class WindowPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """How to answer a window exactly: whole days from the daily rollup (daily granularity),
+    whole hours from the hourly rollup, the sub-hour edges from raw events.
+
+    `source` names what served the largest share of the window's time; on a tie the coarser
+    rollup is named, and an empty window is `raw`.
+    """
+
+    pieces: tuple[WindowPiece, ...]
+    source: Source
+
+
+_PREFERENCE: dict[str, int] = {"daily": 2, "hourly": 1, "raw": 0}
+
+
+def plan_window(
+    start: datetime, end: datetime, *, granularity: Granularity, error_from: int = 500
+) -> WindowPlan:
+    """Split `[start, end)` into the pieces each source serves exactly (spec 2.6)."""
+    if error_classes(error_from) is None or end <= start:
+        pieces: list[WindowPiece] = []
+        if end > start:
+            pieces.append(WindowPiece(source="raw", start=start, end=end))
+        return WindowPlan(pieces=tuple(pieces), source="raw")
+    level = choose_granularity(granularity, start=start, end=end)
+    hour_lo, hour_hi = ceil_to(start, HOUR), floor_to(end, HOUR)
+    if hour_lo >= hour_hi:
+        return WindowPlan(
+            pieces=(WindowPiece(source="raw", start=start, end=end),), source="raw"
+        )
+    spans: list[tuple[Source, datetime, datetime]] = [("raw", start, hour_lo)]
+    day_lo, day_hi = ceil_to(start, DAY), floor_to(end, DAY)
+    if level == "daily" and day_lo < day_hi:
+        spans += [
+            ("hourly", hour_lo, day_lo), ("daily", day_lo, day_hi), ("hourly", day_hi, hour_hi)
+        ]
+    else:
+        spans.append(("hourly", hour_lo, hour_hi))
+    spans.append(("raw", hour_hi, end))
+    pieces = [WindowPiece(source=s, start=a, end=b) for s, a, b in spans if a < b]
+    share: dict[str, timedelta] = {}
+    for piece in pieces:
+        share[piece.source] = share.get(piece.source, timedelta(0)) + piece.end - piece.start
+    source = max(share, key=lambda name: (share[name], _PREFERENCE[name]))
+    return WindowPlan(pieces=tuple(pieces), source=source)  # type: ignore[arg-type]
+
+
+def refresh_window(
+    start: datetime | None, end: datetime | None, *, now: datetime
+) -> tuple[datetime, datetime]:
+    """A manual refresh covers the given window; by default the last 7 days (spec 2.8)."""
+    end = now if end is None else end
+    start = end - REFRESH_SPAN if start is None else start
+    return start, end
