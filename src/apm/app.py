@@ -21,7 +21,7 @@ from apm.adapters.engine import build_engine, build_sessionmaker
 from apm.adapters.postgres.ingest import PostgresIngest
 from apm.adapters.postgres.records import PostgresRecords
 from apm.adapters.postgres.status import PostgresStatus, timescale_installed
-from apm.api.auth import PUBLIC, ApiKeyGuard, ApiKeys, open_access_warning
+from apm.api.auth import PUBLIC, ApiKeyGuard, ApiKeys, open_access_warning, openapi_security
 from apm.api.deps import Limits, Ports, provide_ports
 from apm.api.errors import EXCEPTION_HANDLERS
 from apm.api.health import HealthController
@@ -114,6 +114,7 @@ def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:
             await storage.close()
 
     keys = ApiKeys.from_keys(ingest=settings.ingest_keys, read=settings.read_keys)
+    key_components, key_requirement = openapi_security(keys)
     if warning := open_access_warning(keys, host=settings.host):
         log.warning("auth.open_access", detail=warning)
 
@@ -129,6 +130,8 @@ def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:
             title="apm",
             version=__version__,
             path="/schema",
+            components=key_components,
+            security=key_requirement,
             # The API document stays readable without a key, like health.
             openapi_router=Router(
                 "/schema", route_handlers=[], include_in_schema=False, opt={PUBLIC: True}

@@ -252,3 +252,18 @@ def test_start_up_warns_when_open_beyond_loopback(
     assert ("auth.open_access" in events) is warned
     for _, context in log.warnings:
         assert INGEST not in str(context) and READ not in str(context)
+
+
+async def test_the_openapi_document_describes_configured_keys(
+    locked: AsyncTestClient, open_client: AsyncTestClient
+) -> None:
+    document = (await locked.get("/schema/openapi.json")).json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerKey"]["scheme"] == "bearer"
+    assert schemes["headerKey"] == {**schemes["headerKey"], "type": "apiKey", "name": "X-API-Key"}
+    assert document["security"] == [{"bearerKey": []}, {"headerKey": []}]
+    assert document["paths"]["/api/health"]["get"]["security"] == [{}]
+    listing = document["paths"]["/api/requests"]["get"]["responses"]
+    assert "401" in listing
+    unlocked = (await open_client.get("/schema/openapi.json")).json()
+    assert "security" not in unlocked and "securitySchemes" not in unlocked.get("components", {})

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 
 PUBLIC = "public"
 """`opt` key: a handler (or a router or controller) marked `{PUBLIC: True}` needs no key."""
@@ -125,3 +126,30 @@ def open_access_warning(keys: ApiKeys, *, host: str) -> str | None:
         f"Listening on {host} with {' and '.join(open_sides)} open to anyone who can reach it: "
         "set APM_INGEST_KEYS / APM_READ_KEYS (or their _FILE variants) to require API keys."
     )
+
+
+_SCHEME_TEXT = (
+    "Ingest keys (APM_INGEST_KEYS) allow POST, PUT, PATCH and DELETE; read keys "
+    "(APM_READ_KEYS) allow GET. A side without configured keys is open."
+)
+
+
+def openapi_security(keys: ApiKeys) -> tuple[Components, list[SecurityRequirement] | None]:
+    """The OpenAPI components and global requirement that describe `keys` (none when off).
+
+    When only one side has keys the requirement also lists `{}` (anonymous), since the
+    other side's operations need nothing.
+    """
+    if not keys.enabled:
+        return Components(), None
+    schemes = {
+        "bearerKey": SecurityScheme(type="http", scheme="bearer", description=_SCHEME_TEXT),
+        "headerKey": SecurityScheme(
+            type="apiKey", name="X-API-Key", security_scheme_in="header",
+            description=_SCHEME_TEXT,
+        ),
+    }
+    requirement: list[SecurityRequirement] = [{"bearerKey": []}, {"headerKey": []}]
+    if not (keys.ingest and keys.read):
+        requirement.append({})
+    return Components(security_schemes=schemes), requirement

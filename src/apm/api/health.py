@@ -18,6 +18,7 @@ class HealthController(Controller):
     tags = ["health"]
     # Load balancers and orchestrators probe it without credentials.
     opt = {PUBLIC: True}
+    security = [{}]  # type: ignore[assignment]
 
     @get(
         "/",
