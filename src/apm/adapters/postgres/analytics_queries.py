@@ -1,0 +1,634 @@
+"""Every SQL statement of the analytics read side and of the plain-PostgreSQL rollup upkeep.
+
+Both backends read the same rollup columns (bucket, service, endpoint, method, hits,
+status_1xx .. status_5xx, latency_sum, latency_max): the plain tables kept by this service, or
+the TimescaleDB continuous aggregates. Which relation a statement reads is chosen from
+`ROLLUPS` by name, never spliced into SQL text.
+
+Fixed shapes are `text()` with bound parameters; statements with optional filters or a
+window split into pieces are built with SQLAlchemy Core.
+
+Analytics orders text by code point (COLLATE "C"), whatever the database's collation, so
+that ties break the same way on every server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    Select,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    column,
+    false,
+    func,
+    literal,
+    null,
+    select,
+    text,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.elements import ColumnElement
+
+from apm.adapters.schema import api_requests
+from apm.domain.analytics import SortKey, WindowPlan, error_classes
+
+_metadata = MetaData()
+
+
+def _rollup_table(name: str) -> Table:
+    return Table(
+        name,
+        _metadata,
+        Column("bucket", DateTime(timezone=True)),
+        Column("service", Text),
+        Column("endpoint", Text),
+        Column("method", Text),
+        Column("hits", BigInteger),
+        Column("status_1xx", BigInteger),
+        Column("status_2xx", BigInteger),
+        Column("status_3xx", BigInteger),
+        Column("status_4xx", BigInteger),
+        Column("status_5xx", BigInteger),
+        Column("latency_sum", BigInteger),
+        Column("latency_max", Integer),
+    )
+
+
+# The relations analytics may read: the plain tables (migration 0003) and the continuous
+# aggregates (migration 0002).
+ROLLUPS: dict[str, Table] = {
+    name: _rollup_table(name)
+    for name in (
+        "api_requests_hourly_rollup",
+        "api_requests_daily_rollup",
+        "api_requests_hourly",
+        "api_requests_daily",
+    )
+}
+
+
+def rollup_relation(name: str) -> Table:
+    """The allow-listed rollup relation of that name."""
+    try:
+        return ROLLUPS[name]
+    except KeyError:
+        raise ValueError(f"unknown rollup relation {name!r}") from None
+
+
+_events = api_requests.c
+_C = "C"
+_P95 = 0.95
+
+
+def _matching(
+    columns, *, service: str | None, endpoint: str | None, method: str | None
+) -> list[ColumnElement[bool]]:
+    found: list[ColumnElement[bool]] = []
+    if service is not None:
+        found.append(columns.service == service)
+    if endpoint is not None:
+        found.append(columns.endpoint == endpoint)
+    if method is not None:
+        found.append(columns.method == method)
+    return found
+
+
+def _rollup_errors(relation: Table, error_from: int) -> ColumnElement:
+    """errors of a rollup row: the status classes at or above the threshold."""
+    classes = error_classes(error_from)
+    if not classes:
+        raise ValueError("a rollup can only count errors from a hundred boundary")
+    total: ColumnElement = relation.c[f"status_{classes[0]}xx"]
+    for k in classes[1:]:
+        total = total + relation.c[f"status_{k}xx"]
+    return total
+
+
+# --- hourly and daily rows ----------------------------------------------------------------
+
+
+def rollup_rows(
+    relation: Table,
+    *,
+    first_bucket: datetime,
+    end: datetime,
+    service: str | None,
+    endpoint: str | None,
+    method: str | None,
+    limit: int,
+) -> Select:
+    """Reads one rollup relation; rows (bucket, service, endpoint, hits, errors,
+    latency_sum, latency_max) per (bucket, service, endpoint), methods merged, errors being
+    status >= 500; newest bucket first, then service, endpoint; at most `limit` rows."""
+    r = relation.c
+    return (
+        select(
+            r.bucket,
+            r.service,
+            r.endpoint,
+            cast(func.sum(r.hits), BigInteger).label("hits"),
+            cast(func.sum(r.status_5xx), BigInteger).label("errors"),
+            cast(func.sum(r.latency_sum), BigInteger).label("latency_sum"),
+            func.max(r.latency_max).label("latency_max"),
+        )
+        .where(
+            r.bucket >= first_bucket,
+            r.bucket < end,
+            *_matching(r, service=service, endpoint=endpoint, method=method),
+        )
+        .group_by(r.bucket, r.service, r.endpoint)
+        .order_by(r.bucket.desc(), r.service.collate(_C), r.endpoint.collate(_C))
+        .limit(limit)
+    )
+
+
+def _keys(alias: str, *names_and_types: tuple[str, object]):
+    """unnest() of parallel array parameters, as a table `alias(name, ...)`."""
+    arrays = [bindparam(name, type_=ARRAY(kind)) for name, kind in names_and_types]
+    return (
+        func.unnest(*arrays)
+        .table_valued(*(column(name, kind) for name, kind in names_and_types))
+        .render_derived(name=alias)
+    )
+
+
+def daily_p95(*, method: str | None) -> Select:
+    """Reads api_requests for the given (day, service, endpoint) keys (array parameters
+    `days`, `services`, `endpoints`); rows (day, service, endpoint, p95): the exact
+    percentile_cont(0.95) of that day's latencies for the pair (one index range per key)."""
+    keys = _keys("k", ("days", DateTime(timezone=True)), ("services", Text), ("endpoints", Text))
+    per_key = (
+        select(func.percentile_cont(_P95).within_group(_events.latency_ms).label("p95"))
+        .where(
+            _events.service == keys.c.services,
+            _events.endpoint == keys.c.endpoints,
+            _events.time >= keys.c.days,
+            _events.time < keys.c.days + timedelta(hours=24),
+            *_matching(_events, service=None, endpoint=None, method=method),
+        )
+        .lateral("p")
+    )
+    return select(
+        keys.c.days.label("day"),
+        keys.c.services.label("service"),
+        keys.c.endpoints.label("endpoint"),
+        per_key.c.p95,
+    ).select_from(keys.join(per_key, true()))
+
+
+# --- KPIs and top endpoints over a window split into pieces ------------------------------
+
+
+def _piece_figures(
+    plan: WindowPlan,
+    *,
+    hourly: Table,
+    daily: Table,
+    service: str | None,
+    endpoint: str | None,
+    method: str | None,
+    error_from: int,
+    by_endpoint: bool,
+) -> list[Select]:
+    """One aggregate per piece of the window: (service, endpoint,)? hits, errors,
+    latency_sum, latency_max; rollup pieces read their relation, edges read raw events."""
+    branches: list[Select] = []
+    for piece in plan.pieces:
+        if piece.source == "raw":
+            e = _events
+            keys = [
+                e.service.collate(_C).label("service"), e.endpoint.collate(_C).label("endpoint")
+            ]
+            figures = [
+                func.count().label("hits"),
+                func.count().filter(e.status_code >= error_from).label("errors"),
+                cast(func.sum(e.latency_ms), BigInteger).label("latency_sum"),
+                func.max(e.latency_ms).label("latency_max"),
+            ]
+            where = [e.time >= piece.start, e.time < piece.end]
+            columns = e
+        else:
+            relation = hourly if piece.source == "hourly" else daily
+            r = relation.c
+            keys = [
+                r.service.collate(_C).label("service"), r.endpoint.collate(_C).label("endpoint")
+            ]
+            figures = [
+                cast(func.sum(r.hits), BigInteger).label("hits"),
+                cast(func.sum(_rollup_errors(relation, error_from)), BigInteger).label("errors"),
+                cast(func.sum(r.latency_sum), BigInteger).label("latency_sum"),
+                func.max(r.latency_max).label("latency_max"),
+            ]
+            where = [r.bucket >= piece.start, r.bucket < piece.end]
+            columns = r
+        where += _matching(columns, service=service, endpoint=endpoint, method=method)
+        statement = select(*(keys if by_endpoint else []), *figures).where(*where)
+        if by_endpoint:
+            statement = statement.group_by(*keys)
+        branches.append(statement)
+    return branches
+
+
+def window_totals(
+    plan: WindowPlan,
+    *,
+    hourly: Table,
+    daily: Table,
+    service: str | None,
+    endpoint: str | None,
+    method: str | None,
+    error_from: int,
+) -> Select:
+    """Reads the rollups for the whole hours/days of the window and api_requests for its
+    edges; one row (hits, errors, latency_sum, latency_max), exact for `[start, end)`."""
+    branches = _piece_figures(
+        plan, hourly=hourly, daily=daily, service=service, endpoint=endpoint, method=method,
+        error_from=error_from, by_endpoint=False,
+    )
+    if not branches:
+        return select(
+            literal(0, BigInteger).label("hits"),
+            literal(0, BigInteger).label("errors"),
+            null().label("latency_sum"),
+            null().label("latency_max"),
+        )
+    pieces = union_all(*branches).subquery("pieces")
+    return select(
+        func.coalesce(cast(func.sum(pieces.c.hits), BigInteger), 0).label("hits"),
+        func.coalesce(cast(func.sum(pieces.c.errors), BigInteger), 0).label("errors"),
+        cast(func.sum(pieces.c.latency_sum), BigInteger).label("latency_sum"),
+        func.max(pieces.c.latency_max).label("latency_max"),
+    )
+
+
+def window_p95(
+    *,
+    start: datetime,
+    end: datetime,
+    service: str | None,
+    endpoint: str | None,
+    method: str | None,
+) -> Select:
+    """Reads api_requests in `[start, end)`; one row (p95): the exact percentile_cont(0.95)
+    of the matching events' latencies (null without events)."""
+    return select(
+        func.percentile_cont(_P95).within_group(_events.latency_ms).label("p95")
+    ).where(
+        _events.time >= start,
+        _events.time < end,
+        *_matching(_events, service=service, endpoint=endpoint, method=method),
+    )
+
+
+def _endpoint_p95_all(
+    *,
+    start: datetime,
+    end: datetime,
+    service: str | None,
+    endpoint: str | None,
+    method: str | None,
+):
+    """Per (service, endpoint) exact p95 over the window's matching events."""
+    e = _events
+    return (
+        select(
+            e.service.collate(_C).label("service"),
+            e.endpoint.collate(_C).label("endpoint"),
+            func.percentile_cont(_P95).within_group(e.latency_ms).label("p95"),
+        )
+        .where(
+            e.time >= start,
+            e.time < end,
+            *_matching(e, service=service, endpoint=endpoint, method=method),
+        )
+        .group_by(e.service, e.endpoint)
+        .subquery("p95")
+    )
+
+
+def top_endpoints(
+    plan: WindowPlan,
+    *,
+    hourly: Table,
+    daily: Table,
+    start: datetime,
+    end: datetime,
+    service: str | None,
+    endpoint: str | None,
+    method: str | None,
+    error_from: int,
+    sort_by: SortKey,
+    descending: bool,
+    limit: int,
+) -> Select:
+    """Reads the rollups for the whole hours/days of the window and api_requests for its
+    edges (and, to sort by p95, every matching event of the window); rows (service, endpoint,
+    hits, errors, latency_sum, latency_max, p95) per (service, endpoint), methods merged,
+    in the asked order with ties by service then endpoint ascending; p95 is null unless it
+    is the sort key."""
+    branches = _piece_figures(
+        plan, hourly=hourly, daily=daily, service=service, endpoint=endpoint, method=method,
+        error_from=error_from, by_endpoint=True,
+    )
+    if not branches:
+        # An empty window: the right columns, no rows.
+        return select(
+            literal("").label("service"), literal("").label("endpoint"),
+            literal(0, BigInteger).label("hits"), literal(0, BigInteger).label("errors"),
+            literal(0, BigInteger).label("latency_sum"), literal(0).label("latency_max"),
+            cast(null(), Float).label("p95"),
+        ).where(false())
+    pieces = union_all(*branches).subquery("pieces")
+    totals = (
+        select(
+            pieces.c.service,
+            pieces.c.endpoint,
+            cast(func.sum(pieces.c.hits), BigInteger).label("hits"),
+            cast(func.sum(pieces.c.errors), BigInteger).label("errors"),
+            cast(func.sum(pieces.c.latency_sum), BigInteger).label("latency_sum"),
+            func.max(pieces.c.latency_max).label("latency_max"),
+        )
+        .group_by(pieces.c.service, pieces.c.endpoint)
+        .subquery("totals")
+    )
+    t = totals.c
+    if sort_by == "p95_latency_ms":
+        p95 = _endpoint_p95_all(
+            start=start, end=end, service=service, endpoint=endpoint, method=method
+        )
+        source = totals.outerjoin(
+            p95, and_(p95.c.service == t.service, p95.c.endpoint == t.endpoint)
+        )
+        p95_column: ColumnElement = p95.c.p95
+    else:
+        source = totals
+        p95_column = cast(null(), Float)
+    hits = func.nullif(t.hits, 0)
+    keys: dict[str, ColumnElement] = {
+        "hits": t.hits,
+        "errors": t.errors,
+        "error_rate": cast(t.errors, Float) / hits,
+        "avg_latency_ms": cast(t.latency_sum, Float) / hits,
+        "max_latency_ms": t.latency_max,
+        "p95_latency_ms": p95_column,
+    }
+    key = keys[sort_by]
+    return (
+        select(
+            t.service, t.endpoint, t.hits, t.errors, t.latency_sum, t.latency_max,
+            p95_column.label("p95"),
+        )
+        .select_from(source)
+        .order_by(
+            key.desc().nulls_last() if descending else key.asc().nulls_last(),
+            t.service.collate(_C),
+            t.endpoint.collate(_C),
+        )
+        .limit(limit)
+    )
+
+
+def endpoint_p95(
+    *, start: datetime, end: datetime, method: str | None
+) -> Select:
+    """Reads api_requests in `[start, end)` for the given (service, endpoint) pairs (array
+    parameters `services`, `endpoints`); rows (service, endpoint, p95): the exact
+    percentile_cont(0.95) per pair (one index range per pair)."""
+    keys = _keys("k", ("services", Text), ("endpoints", Text))
+    per_key = (
+        select(func.percentile_cont(_P95).within_group(_events.latency_ms).label("p95"))
+        .where(
+            _events.service == keys.c.services,
+            _events.endpoint == keys.c.endpoints,
+            _events.time >= start,
+            _events.time < end,
+            *_matching(_events, service=None, endpoint=None, method=method),
+        )
+        .lateral("p")
+    )
+    return select(
+        keys.c.services.label("service"), keys.c.endpoints.label("endpoint"), per_key.c.p95
+    ).select_from(keys.join(per_key, true()))
+
+
+# --- plain-PostgreSQL upkeep ---------------------------------------------------------------
+# Writers take row locks in one global order (hourly rows by key, then daily rows by key), so
+# concurrent ingests and edits never deadlock on the rollups.
+
+# Adds per-key figures (parallel arrays, sorted by key) to the hourly rollup; no rows.
+UPSERT_HOURLY = text(
+    """
+    INSERT INTO api_requests_hourly_rollup AS r
+        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+         status_4xx, status_5xx, latency_sum, latency_max)
+    SELECT *
+    FROM unnest(
+        CAST(:bucket AS timestamptz[]), CAST(:service AS text[]),
+        CAST(:endpoint AS text[]), CAST(:method AS text[]),
+        CAST(:hits AS bigint[]), CAST(:status_1xx AS bigint[]), CAST(:status_2xx AS bigint[]),
+        CAST(:status_3xx AS bigint[]), CAST(:status_4xx AS bigint[]),
+        CAST(:status_5xx AS bigint[]), CAST(:latency_sum AS bigint[]),
+        CAST(:latency_max AS integer[])
+    )
+    ON CONFLICT (bucket, service, endpoint, method) DO UPDATE SET
+        hits        = r.hits + EXCLUDED.hits,
+        status_1xx  = r.status_1xx + EXCLUDED.status_1xx,
+        status_2xx  = r.status_2xx + EXCLUDED.status_2xx,
+        status_3xx  = r.status_3xx + EXCLUDED.status_3xx,
+        status_4xx  = r.status_4xx + EXCLUDED.status_4xx,
+        status_5xx  = r.status_5xx + EXCLUDED.status_5xx,
+        latency_sum = r.latency_sum + EXCLUDED.latency_sum,
+        latency_max = GREATEST(r.latency_max, EXCLUDED.latency_max)
+    """
+)
+
+# Adds per-key figures (parallel arrays, sorted by key) to the daily rollup; no rows.
+UPSERT_DAILY = text(
+    """
+    INSERT INTO api_requests_daily_rollup AS r
+        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+         status_4xx, status_5xx, latency_sum, latency_max)
+    SELECT *
+    FROM unnest(
+        CAST(:bucket AS timestamptz[]), CAST(:service AS text[]),
+        CAST(:endpoint AS text[]), CAST(:method AS text[]),
+        CAST(:hits AS bigint[]), CAST(:status_1xx AS bigint[]), CAST(:status_2xx AS bigint[]),
+        CAST(:status_3xx AS bigint[]), CAST(:status_4xx AS bigint[]),
+        CAST(:status_5xx AS bigint[]), CAST(:latency_sum AS bigint[]),
+        CAST(:latency_max AS integer[])
+    )
+    ON CONFLICT (bucket, service, endpoint, method) DO UPDATE SET
+        hits        = r.hits + EXCLUDED.hits,
+        status_1xx  = r.status_1xx + EXCLUDED.status_1xx,
+        status_2xx  = r.status_2xx + EXCLUDED.status_2xx,
+        status_3xx  = r.status_3xx + EXCLUDED.status_3xx,
+        status_4xx  = r.status_4xx + EXCLUDED.status_4xx,
+        status_5xx  = r.status_5xx + EXCLUDED.status_5xx,
+        latency_sum = r.latency_sum + EXCLUDED.latency_sum,
+        latency_max = GREATEST(r.latency_max, EXCLUDED.latency_max)
+    """
+)
+
+# Reads api_requests for the given hourly keys (arrays :bucket, :service, :endpoint, :method)
+# and sets those hourly rollup rows to the exact figures, deleting the keys left without
+# events; no rows. The caller has locked the keys first (an upsert of zeros), so the events
+# read here include every committed write to those hours.
+RECOMPUTE_HOURLY = text(
+    """
+    WITH keys AS (
+        SELECT *
+        FROM unnest(CAST(:bucket AS timestamptz[]), CAST(:service AS text[]),
+                    CAST(:endpoint AS text[]), CAST(:method AS text[]))
+             AS k(bucket, service, endpoint, method)
+    ), figures AS (
+        SELECT k.bucket, k.service, k.endpoint, k.method, f.*
+        FROM keys k
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS hits,
+                   count(*) FILTER (WHERE e.status_code < 200) AS status_1xx,
+                   count(*) FILTER (WHERE e.status_code >= 200 AND e.status_code < 300)
+                       AS status_2xx,
+                   count(*) FILTER (WHERE e.status_code >= 300 AND e.status_code < 400)
+                       AS status_3xx,
+                   count(*) FILTER (WHERE e.status_code >= 400 AND e.status_code < 500)
+                       AS status_4xx,
+                   count(*) FILTER (WHERE e.status_code >= 500) AS status_5xx,
+                   COALESCE(sum(e.latency_ms), 0) AS latency_sum,
+                   COALESCE(max(e.latency_ms), 0) AS latency_max
+            FROM api_requests e
+            WHERE e.service = k.service AND e.endpoint = k.endpoint AND e.method = k.method
+              AND e.time >= k.bucket AND e.time < k.bucket + INTERVAL '1 hour'
+        ) f
+    ), emptied AS (
+        DELETE FROM api_requests_hourly_rollup r
+        USING figures f
+        WHERE f.hits = 0
+          AND r.bucket = f.bucket AND r.service = f.service
+          AND r.endpoint = f.endpoint AND r.method = f.method
+    )
+    UPDATE api_requests_hourly_rollup r
+    SET hits = f.hits, status_1xx = f.status_1xx, status_2xx = f.status_2xx,
+        status_3xx = f.status_3xx, status_4xx = f.status_4xx, status_5xx = f.status_5xx,
+        latency_sum = f.latency_sum, latency_max = f.latency_max
+    FROM figures f
+    WHERE f.hits > 0
+      AND r.bucket = f.bucket AND r.service = f.service
+      AND r.endpoint = f.endpoint AND r.method = f.method
+    """
+)
+
+# Reads the hourly rollup for the given daily keys (arrays :bucket, :service, :endpoint,
+# :method) and sets those daily rollup rows to the sums of their 24 hours, deleting the keys
+# left empty; no rows. The caller has locked the keys first.
+RECOMPUTE_DAILY = text(
+    """
+    WITH keys AS (
+        SELECT *
+        FROM unnest(CAST(:bucket AS timestamptz[]), CAST(:service AS text[]),
+                    CAST(:endpoint AS text[]), CAST(:method AS text[]))
+             AS k(bucket, service, endpoint, method)
+    ), figures AS (
+        SELECT k.bucket, k.service, k.endpoint, k.method, f.*
+        FROM keys k
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(sum(h.hits), 0) AS hits,
+                   COALESCE(sum(h.status_1xx), 0) AS status_1xx,
+                   COALESCE(sum(h.status_2xx), 0) AS status_2xx,
+                   COALESCE(sum(h.status_3xx), 0) AS status_3xx,
+                   COALESCE(sum(h.status_4xx), 0) AS status_4xx,
+                   COALESCE(sum(h.status_5xx), 0) AS status_5xx,
+                   COALESCE(sum(h.latency_sum), 0) AS latency_sum,
+                   COALESCE(max(h.latency_max), 0) AS latency_max
+            FROM api_requests_hourly_rollup h
+            WHERE h.service = k.service AND h.endpoint = k.endpoint AND h.method = k.method
+              AND h.bucket >= k.bucket AND h.bucket < k.bucket + INTERVAL '24 hours'
+        ) f
+    ), emptied AS (
+        DELETE FROM api_requests_daily_rollup r
+        USING figures f
+        WHERE f.hits = 0
+          AND r.bucket = f.bucket AND r.service = f.service
+          AND r.endpoint = f.endpoint AND r.method = f.method
+    )
+    UPDATE api_requests_daily_rollup r
+    SET hits = f.hits, status_1xx = f.status_1xx, status_2xx = f.status_2xx,
+        status_3xx = f.status_3xx, status_4xx = f.status_4xx, status_5xx = f.status_5xx,
+        latency_sum = f.latency_sum, latency_max = f.latency_max
+    FROM figures f
+    WHERE f.hits > 0
+      AND r.bucket = f.bucket AND r.service = f.service
+      AND r.endpoint = f.endpoint AND r.method = f.method
+    """
+)
+
+# A rebuild waits for writers in flight and keeps new ones out until it commits: then the
+# events it reads and the increments that follow it add up exactly. Readers are not blocked.
+LOCK_HOURLY = text("LOCK TABLE api_requests_hourly_rollup IN EXCLUSIVE MODE")
+LOCK_DAILY = text("LOCK TABLE api_requests_daily_rollup IN EXCLUSIVE MODE")
+
+# Deletes the hourly rollup rows with a bucket in [:start, :end); no rows.
+CLEAR_HOURLY = text(
+    "DELETE FROM api_requests_hourly_rollup WHERE bucket >= :start AND bucket < :end"
+)
+# Deletes the daily rollup rows with a bucket in [:start, :end); no rows.
+CLEAR_DAILY = text(
+    "DELETE FROM api_requests_daily_rollup WHERE bucket >= :start AND bucket < :end"
+)
+
+# Reads api_requests in [:start, :end) (whole hours) and writes their hourly rollup rows;
+# no rows (the row count is the number written).
+REBUILD_HOURLY = text(
+    """
+    INSERT INTO api_requests_hourly_rollup
+        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+         status_4xx, status_5xx, latency_sum, latency_max)
+    SELECT date_trunc('hour', time, 'UTC'), service, endpoint, method,
+           count(*),
+           count(*) FILTER (WHERE status_code < 200),
+           count(*) FILTER (WHERE status_code >= 200 AND status_code < 300),
+           count(*) FILTER (WHERE status_code >= 300 AND status_code < 400),
+           count(*) FILTER (WHERE status_code >= 400 AND status_code < 500),
+           count(*) FILTER (WHERE status_code >= 500),
+           sum(latency_ms),
+           max(latency_ms)
+    FROM api_requests
+    WHERE time >= :start AND time < :end
+    GROUP BY 1, 2, 3, 4
+    """
+)
+
+# Reads api_requests in [:start, :end) (whole days) and writes their daily rollup rows;
+# no rows (the row count is the number written).
+REBUILD_DAILY = text(
+    """
+    INSERT INTO api_requests_daily_rollup
+        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+         status_4xx, status_5xx, latency_sum, latency_max)
+    SELECT date_trunc('day', time, 'UTC'), service, endpoint, method,
+           count(*),
+           count(*) FILTER (WHERE status_code < 200),
+           count(*) FILTER (WHERE status_code >= 200 AND status_code < 300),
+           count(*) FILTER (WHERE status_code >= 300 AND status_code < 400),
+           count(*) FILTER (WHERE status_code >= 400 AND status_code < 500),
+           count(*) FILTER (WHERE status_code >= 500),
+           sum(latency_ms),
+           max(latency_ms)
+    FROM api_requests
+    WHERE time >= :start AND time < :end
+    GROUP BY 1, 2, 3, 4
+    """
+)
+

@@ -1,0 +1,167 @@
+"""Upkeep of the plain-PostgreSQL rollup tables (api_requests_hourly_rollup, _daily_rollup).
+
+The tables are changed inside the transaction that changes the events, so they are exact
+whenever a reader can see the events: ingest adds the batch's figures; an edit or delete,
+which cannot take a maximum back, re-derives the touched keys; a manual refresh rebuilds a
+window from the raw events (after loads that bypass the service).
+
+Row locks are always taken in one global order, hourly keys before daily keys and each set
+sorted by key, so concurrent writers queue instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from apm.adapters.errors import translating
+from apm.adapters.postgres import analytics_queries as q
+from apm.adapters.postgres.records import RecordHooks
+from apm.domain.analytics import DAY, HOUR, RefreshResult, ceil_to, floor_to, refresh_window
+from apm.domain.ingest import EventBatch
+from apm.domain.records import ApiRequest
+
+Key = tuple[datetime, str, str, str]
+# hits, status_1xx .. status_5xx, latency_sum, latency_max
+Figures = list[int]
+_HITS, _SUM, _MAX = 0, 6, 7
+
+
+def hour_cells(batch: EventBatch) -> dict[Key, Figures]:
+    """The batch's figures per (UTC hour, service, endpoint, method)."""
+    cells: dict[Key, Figures] = {}
+    for at, service, endpoint, method, status, latency in zip(
+        batch.time, batch.service, batch.endpoint, batch.method,
+        batch.status_code, batch.latency_ms, strict=True,
+    ):
+        if at.tzinfo is not UTC:
+            at = at.astimezone(UTC)
+        key = (at.replace(minute=0, second=0, microsecond=0), service, endpoint, method)
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = [0, 0, 0, 0, 0, 0, 0, 0]
+        cell[_HITS] += 1
+        cell[status // 100] += 1
+        cell[_SUM] += latency
+        if latency > cell[_MAX]:
+            cell[_MAX] = latency
+    return cells
+
+
+def day_cells(hours: dict[Key, Figures]) -> dict[Key, Figures]:
+    """Hourly cells merged into their UTC days."""
+    days: dict[Key, Figures] = {}
+    for (bucket, service, endpoint, method), figures in hours.items():
+        key = (bucket.replace(hour=0), service, endpoint, method)
+        cell = days.get(key)
+        if cell is None:
+            days[key] = list(figures)
+            continue
+        for i in range(_MAX):
+            cell[i] += figures[i]
+        if figures[_MAX] > cell[_MAX]:
+            cell[_MAX] = figures[_MAX]
+    return days
+
+
+def key_params(keys: Iterable[Key]) -> dict[str, list]:
+    keys = list(keys)
+    return {
+        "bucket": [k[0] for k in keys],
+        "service": [k[1] for k in keys],
+        "endpoint": [k[2] for k in keys],
+        "method": [k[3] for k in keys],
+    }
+
+
+def upsert_params(cells: dict[Key, Figures]) -> dict[str, list]:
+    """Parallel arrays in key order: the order in which the upsert locks rows."""
+    ordered = sorted(cells.items())
+    params = key_params(key for key, _ in ordered)
+    for i, name in enumerate(
+        ("hits", "status_1xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx",
+         "latency_sum", "latency_max")
+    ):
+        params[name] = [figures[i] for _, figures in ordered]
+    return params
+
+
+def _hour_key(record: ApiRequest) -> Key:
+    at = record.time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return (at, record.service, record.endpoint, record.method)
+
+
+def _figures_of(record: ApiRequest) -> tuple:
+    """What an event contributes to the rollups."""
+    return (_hour_key(record), record.status_code, record.latency_ms)
+
+
+class PostgresRollups(RecordHooks):
+    """Keeps the plain rollup tables exact; also the plain backend's manual refresh."""
+
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self._sessions = sessions
+
+    async def stored(self, session: AsyncSession, batch: EventBatch) -> None:
+        """Add a just-written batch (same transaction)."""
+        hours = hour_cells(batch)
+        if not hours:
+            return
+        await session.execute(q.UPSERT_HOURLY, upsert_params(hours))
+        await session.execute(q.UPSERT_DAILY, upsert_params(day_cells(hours)))
+
+    async def changed(
+        self, session: AsyncSession, *, before: ApiRequest | None, after: ApiRequest | None
+    ) -> None:
+        """Re-derive the keys an edit touched (same transaction): a maximum cannot be
+        decremented, so the figures are recomputed from the events, and a key left without
+        events loses its row."""
+        if before is not None and after is not None and _figures_of(before) == _figures_of(after):
+            return
+        hours = sorted({_hour_key(r) for r in (before, after) if r is not None})
+        days = sorted({(k[0].replace(hour=0), *k[1:]) for k in hours})
+        # Lock (creating if need be) before reading, so the recomputation sees every write
+        # committed to these keys; zeros leave existing figures as they are.
+        zeros = {key: [0] * 8 for key in hours}
+        await session.execute(q.UPSERT_HOURLY, upsert_params(zeros))
+        await session.execute(q.RECOMPUTE_HOURLY, key_params(hours))
+        await session.execute(q.UPSERT_DAILY, upsert_params({key: [0] * 8 for key in days}))
+        await session.execute(q.RECOMPUTE_DAILY, key_params(days))
+
+    @translating
+    async def refresh(
+        self,
+        granularity: Literal["hourly", "daily"],
+        *,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> RefreshResult:
+        """Rebuild one rollup's rows for the whole buckets covering `[start, end)` (default:
+        the last 7 days) from the raw events."""
+        start, end = refresh_window(start, end, now=datetime.now(UTC))
+        step = HOUR if granularity == "hourly" else DAY
+        lo, hi = floor_to(start, step), ceil_to(end, step)
+        lock, clear, rebuild = (
+            (q.LOCK_HOURLY, q.CLEAR_HOURLY, q.REBUILD_HOURLY)
+            if granularity == "hourly"
+            else (q.LOCK_DAILY, q.CLEAR_DAILY, q.REBUILD_DAILY)
+        )
+        window = {"start": lo, "end": hi}
+        async with self._sessions.begin() as session:
+            await session.execute(lock)
+            await session.execute(clear, window)
+            written = (await session.execute(rebuild, window)).rowcount
+        return RefreshResult(
+            refreshed=True,
+            message=(
+                f"Rebuilt the {granularity} rollup from raw events for "
+                f"{_iso(lo)} .. {_iso(hi)}: {written} rows."
+            ),
+        )
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
