@@ -24,6 +24,7 @@ from litestar.openapi.spec import (
     Schema,
 )
 
+from apm.domain.analytics import ROLLUP_LIMIT_MAX, SORT_KEYS, TOP_LIMIT_MAX
 from apm.domain.ingest import EventError
 from apm.domain.listing import MAX_FILTER_LENGTH, MAX_PAGE_SIZE
 from apm.domain.records import METHODS, ORDERING_FIELDS
@@ -260,20 +261,34 @@ LIST_PARAMETERS = [
 ]
 
 WINDOW_PARAMETERS = [
-    query("start", string(), "Window start: ISO-8601 datetime or date (that day's 00:00 UTC)."),
+    query("start", string(), "Window start: ISO-8601 datetime or date (that day's 00:00 UTC). "
+          "Default: end minus the endpoint's span; the window is at most 3660 days."),
     query("end", string(), "Window end, exclusive: ISO-8601 datetime or date (a date includes "
           "that whole day). Default: now."),
     query("service", _FILTER, "Exact match."),
     query("endpoint", _FILTER, "Exact match."),
+    query("method", string(enum=METHODS), "Case-insensitive."),
+]
+
+ROLLUP_PARAMETERS = [
+    *WINDOW_PARAMETERS,
+    query("limit", integer(minimum=1, maximum=ROLLUP_LIMIT_MAX), "Most rows (default 500)."),
 ]
 
 KPI_PARAMETERS = [
     *WINDOW_PARAMETERS,
-    query("method", string(enum=METHODS), "Case-insensitive."),
     query("error_from", integer(minimum=100, maximum=599),
           "An event is an error when status_code >= error_from (default 500)."),
     query("granularity", string(enum=("auto", "hourly", "daily")),
           "Which rollup serves the window (auto: hourly up to 48 hours, else daily)."),
+]
+
+TOP_PARAMETERS = [
+    *KPI_PARAMETERS,
+    query("limit", integer(minimum=1, maximum=TOP_LIMIT_MAX), "Most rows (default 20)."),
+    query("sort_by", string(enum=SORT_KEYS), "The figure to rank by (default hits)."),
+    query("direction", string(enum=("asc", "desc")), "Default desc; ties by service, endpoint."),
+    query("with_p95", boolean_word(), "Compute p95_latency_ms for every row (default false)."),
 ]
 
 
