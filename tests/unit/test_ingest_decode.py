@@ -317,8 +317,27 @@ events = st.one_of(
 )
 
 
+# Items every field of which has the type the fast path decodes, so that the whole array takes
+# the one-pass typed decode; the values may still break the rules.
+typed_events = st.fixed_dictionaries(
+    {
+        "time": times.filter(lambda value: isinstance(value, str)),
+        "service": st.one_of(st.text(max_size=8), texts.filter(lambda v: isinstance(v, str))),
+        "endpoint": st.one_of(st.text(max_size=8), texts.filter(lambda v: isinstance(v, str))),
+        "method": methods.filter(lambda value: isinstance(value, str)),
+        "status_code": st.integers(100, 599),
+        "latency_ms": st.integers(0, 2**31 - 1),
+    },
+    optional={
+        "trace_id": st.none() | st.text(max_size=130) | st.just("t\x00"),
+        "user_ref": st.none() | st.text(max_size=130),
+        "tags": tag_values,
+    },
+)
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(events, max_size=8))
+@given(st.lists(events, max_size=8) | st.lists(typed_events, max_size=8))
 def test_every_event_is_judged_as_the_record_api_judges_it(items: list[Any]) -> None:
     body = msgspec.json.encode(items)
     plan = decode_ingest(body, OPTIONS)
@@ -378,3 +397,25 @@ def test_deeply_nested_json_is_malformed_not_a_crash(body: bytes) -> None:
     with pytest.raises(MalformedPayload) as raised:
         decode_ingest(body, OPTIONS)
     assert raised.value.detail == "Malformed JSON: nested too deeply."
+
+
+def test_events_of_the_right_types_that_break_rules_are_judged_by_the_record_rules() -> None:
+    items = [
+        EVENT,
+        {**EVENT, "service": "   "},
+        {**EVENT, "endpoint": "a\x00"},
+        {**EVENT, "method": "FOO"},
+        {**EVENT, "time": "soon"},
+        {**EVENT, "time": "0001-01-01T00:00:00+01:00"},
+        {**EVENT, "trace_id": "t\x00"},
+        {**EVENT, "tags": {"k": "\x00"}},
+        {**EVENT, "tags": []},
+        {**EVENT, "method": " pUt ", "tags": {"a": [1]}},
+    ]
+    plan = decode(items)
+    expected = [(i, clean_record(item)[1]) for i, item in enumerate(items)]
+    assert [(error.index, error.errors) for error in plan.errors] == [
+        (i, errors) for i, errors in expected if errors
+    ]
+    assert plan.batch.method == ["GET", "PUT"]
+    assert plan.batch.tags[1] == '{"a":[1]}'

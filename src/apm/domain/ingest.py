@@ -183,6 +183,11 @@ class _Event(msgspec.Struct, gc=False):
     tags: msgspec.Raw = msgspec.Raw(b"{}")
 
 
+class _TypedEnvelope(msgspec.Struct):
+    events: list[_Event]
+
+
+_decode_typed_payload = msgspec.json.Decoder(list[_Event] | _TypedEnvelope).decode
 _decode_payload = msgspec.json.Decoder(list[msgspec.Raw] | _Envelope).decode
 _decode_event = msgspec.json.Decoder(_Event).decode
 _decode_any = msgspec.json.Decoder().decode
@@ -204,13 +209,25 @@ _TAGS_BRACES = TAGS_MAX_DEPTH - 1
 _TOO_DEEP = "Malformed JSON: nested too deeply."
 
 
-def _payload_items(body: bytes) -> list[msgspec.Raw]:
+def _check_utf8(body: bytes) -> None:
     try:
         # msgspec does not check UTF-8 inside values it skips; the record API refuses such
         # bodies, and so does this one.
         body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise MalformedPayload(f"Malformed JSON: invalid UTF-8 at byte {error.start}.") from None
+
+
+def _typed_events(body: bytes) -> list[_Event] | None:
+    """Every item decoded in one pass, or None when any item needs a closer look."""
+    try:
+        payload = _decode_typed_payload(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return payload.events if isinstance(payload, _TypedEnvelope) else payload
+
+
+def _payload_items(body: bytes) -> list[msgspec.Raw]:
     try:
         payload = _decode_payload(body)
     except msgspec.ValidationError:
@@ -222,6 +239,13 @@ def _payload_items(body: bytes) -> list[msgspec.Raw]:
         # over a value: [[[[...]]]] thousands deep stops here, for every item at once.
         raise MalformedPayload(_TOO_DEEP) from None
     return payload.events if isinstance(payload, _Envelope) else payload
+
+
+def _event_or_none(raw: msgspec.Raw) -> _Event | None:
+    try:
+        return _decode_event(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 def _tags_text(text: str) -> str | None:
@@ -247,9 +271,28 @@ def _tags_text(text: str) -> str | None:
     return _encode(value).decode()
 
 
-def _clean_slowly(raw: msgspec.Raw) -> tuple[dict[str, Any], Errors]:
+def _trimmed(value: str, limit: int) -> str | None:
+    """What the record rules make of a service or endpoint that is a string, or None."""
+    value = value.strip()
+    if 0 < len(value) <= limit and "\x00" not in value:
+        return value
+    return None
+
+
+def _as_json(event: _Event) -> dict[str, Any]:
+    """An event the typed decode accepted, as the generic decode would have given it: every
+    required field was there, and absent optional ones mean the same to the record rules."""
+    return {
+        "time": event.time, "service": event.service, "endpoint": event.endpoint,
+        "method": event.method, "status_code": event.status_code,
+        "latency_ms": event.latency_ms, "trace_id": event.trace_id,
+        "user_ref": event.user_ref, "tags": _decode_any(event.tags),
+    }
+
+
+def _clean_slowly(raw: msgspec.Raw | None, event: _Event | None) -> tuple[dict[str, Any], Errors]:
     try:
-        obj = _decode_any(raw)
+        obj = _as_json(event) if raw is None and event is not None else _decode_any(raw)
     except msgspec.DecodeError as error:
         raise MalformedPayload(f"Malformed JSON: {error}") from None
     except RecursionError:
@@ -263,8 +306,18 @@ def decode_ingest(body: bytes, options: IngestOptions) -> IngestPlan:
     Raises MalformedPayload / UnexpectedPayload (400), TooManyEvents (413), and EventsRejected
     (400) in strict mode when any event is invalid.
     """
-    items = _payload_items(body)
-    total = len(items)
+    _check_utf8(body)
+    # Usually every item decodes with the typed Struct in one pass over the body. When one
+    # does not, the body is split into raw items and each is decoded on its own, so that the
+    # others keep the fast path and the odd one is judged by the record rules.
+    raws: list[msgspec.Raw] | None = None
+    events: list[_Event | None] | None = _typed_events(body)  # type: ignore[assignment]
+    if events is None:
+        raws = _payload_items(body)
+        if len(raws) > options.max_events:
+            raise TooManyEvents(len(raws), options.max_events)
+        events = [_event_or_none(raw) for raw in raws]
+    total = len(events)
     if total > options.max_events:
         raise TooManyEvents(total, options.max_events)
 
@@ -274,49 +327,50 @@ def decode_ingest(body: bytes, options: IngestOptions) -> IngestPlan:
     add_status, add_latency = batch.status_code.append, batch.latency_ms.append
     add_trace, add_user, add_tags = batch.trace_id.append, batch.user_ref.append, batch.tags.append
     fromisoformat = datetime.fromisoformat
+    utc = UTC
     spellings = _METHOD_SPELLINGS
     errors: list[EventError] = []
     max_errors = options.max_errors
     rejected = 0
+    # The senders of one request repeat their services, endpoints and tags: judge each text
+    # once (and keep one string object per distinct value).
+    services: dict[str, str | None] = {}
+    endpoints: dict[str, str | None] = {}
     seen_tags: dict[str, str | None] = {}
 
-    for index, raw in enumerate(items):
+    for index, event in enumerate(events):
         # Fast path: every check below is one the record rules make, in a cheaper form; the
         # first doubt sends the item to the slow path, which decides for good.
-        try:
-            event = _decode_event(raw)
-        except msgspec.DecodeError:
-            event = None
         if event is not None:
             try:
                 moment = fromisoformat(event.time)
-                moment = (
-                    moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-                )
+                zone = moment.tzinfo
+                if zone is not utc:
+                    moment = moment.replace(tzinfo=utc) if zone is None else moment.astimezone(utc)
             except (ValueError, OverflowError):
                 moment = None
-            service = event.service.strip()
-            endpoint = event.endpoint.strip()
+            service = services.get(event.service)
+            if service is None:
+                service = services[event.service] = _trimmed(event.service, MAX_SERVICE)
+            endpoint = endpoints.get(event.endpoint)
+            if endpoint is None:
+                endpoint = endpoints[event.endpoint] = _trimmed(event.endpoint, MAX_ENDPOINT)
             method = spellings.get(event.method)
             trace_id = event.trace_id
             user_ref = event.user_ref
             if (
                 moment is not None
+                and service is not None
+                and endpoint is not None
                 and method is not None
-                and 0 < len(service) <= MAX_SERVICE
-                and 0 < len(endpoint) <= MAX_ENDPOINT
-                and "\x00" not in service
-                and "\x00" not in endpoint
                 and (trace_id is None or "\x00" not in trace_id)
                 and (user_ref is None or "\x00" not in user_ref)
             ):
                 tags = str(event.tags, "utf-8")
-                # Events of one sender tend to repeat their tags: judge each text once.
                 known = seen_tags.get(tags)
                 if known is None:
                     known = seen_tags[tags] = _tags_text(tags)
                 if known is not None:
-                    tags = known
                     add_time(moment)
                     add_service(service)
                     add_endpoint(endpoint)
@@ -325,10 +379,10 @@ def decode_ingest(body: bytes, options: IngestOptions) -> IngestPlan:
                     add_latency(event.latency_ms)
                     add_trace(trace_id)
                     add_user(user_ref)
-                    add_tags(tags)
+                    add_tags(known)
                     continue
 
-        values, problems = _clean_slowly(raw)
+        values, problems = _clean_slowly(None if raws is None else raws[index], event)
         if problems:
             rejected += 1
             if len(errors) < max_errors:
