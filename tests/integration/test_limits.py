@@ -89,6 +89,16 @@ def test_body_over_the_limit_is_413_before_parsing(http: httpx.Client) -> None:
     assert garbage.status_code == 413
 
 
+def test_a_keep_alive_client_carries_on_after_a_413(http: httpx.Client) -> None:
+    """The unread rest of the body poisons the connection: the 413 must close it, so the
+    client's next request goes out on a fresh one instead of failing."""
+    for _ in range(5):
+        refused = http.post("/api/requests/", content=b"{" * (MAX_BODY * 2), headers=JSON)
+        assert refused.status_code == 413
+        assert refused.headers["connection"].lower() == "close"
+        assert http.post("/api/requests/", json=EVENT).status_code == 201
+
+
 def test_chunked_body_over_the_limit_is_413(http: httpx.Client) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(MAX_BODY // 1024 + 8):

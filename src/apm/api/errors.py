@@ -32,6 +32,10 @@ _STATUS: dict[type[DomainError], int] = {
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    if status == 413:
+        # The rest of an oversized body is never read, so the connection cannot carry another
+        # request: say so, or a keep-alive client sends its next request into a closed socket.
+        headers = {**(headers or {}), "Connection": "close"}
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
