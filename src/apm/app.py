@@ -25,6 +25,7 @@ from apm.api.auth import PUBLIC, ApiKeyGuard, ApiKeys, open_access_warning, open
 from apm.api.deps import Limits, Ports, provide_ports
 from apm.api.errors import EXCEPTION_HANDLERS
 from apm.api.health import HealthController
+from apm.api.ingest import IngestController
 from apm.api.metrics import MetricsController, prometheus_config
 from apm.api.middleware import request_log_middleware
 from apm.api.requests import RequestsController
@@ -88,7 +89,7 @@ async def open_storage(settings: Settings) -> Storage:
     sessions = build_sessionmaker(engine)
     ports = Ports(
         records=PostgresRecords(sessions),
-        ingest=PostgresIngest(sessions),
+        ingest=PostgresIngest(sessions, write=settings.ingest_write),
         analytics=None,  # type: ignore[arg-type]
         status=PostgresStatus(engine, backend=backend),
         limits=limits_from(settings),
@@ -119,7 +120,7 @@ def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:
         log.warning("auth.open_access", detail=warning)
 
     app = Litestar(
-        route_handlers=[HealthController, RequestsController, MetricsController],
+        route_handlers=[HealthController, RequestsController, IngestController, MetricsController],
         dependencies={"ports": Provide(provide_ports, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[prometheus_config().middleware],
