@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test install install-dev migrate smoke bench-servers bench-ingest bench-analytics clean
+.PHONY: run test tsengine install install-dev migrate smoke bench-servers bench-ingest bench-analytics clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ run: install
 migrate: install
 	$(BIN)/apm migrate
 
-test: install-dev
+test: install-dev tsengine
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The in-process TimescaleDB the tests run on (npm ci in tests/tsengine, only when its
+# package-lock.json changed). Needs Node 18+ and npm.
+tsengine: install-dev
+	$(BIN)/python -m tests.support.tsengine
 
 # The Postman collection (newman, pinned in postman/package-lock.json) against a real server on
 # a throw-away embedded database. `make test` runs it too (tests/integration/test_smoke.py).
@@ -42,4 +47,4 @@ bench-servers: install
 	$(BIN)/python benchmarks/servers.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis tests/tsengine/node_modules
