@@ -46,5 +46,9 @@ smoke: install
 bench-servers: install
 	$(BIN)/python benchmarks/servers.py
 
+# Bulk ingest against raw COPY (benchmarks/README.md); run by hand.
+bench-ingest: install-dev
+	$(BIN)/python benchmarks/ingest.py --ingest-only
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis tests/tsengine/node_modules
