@@ -222,44 +222,29 @@ def free_port() -> int:
 
 
 def serve_ingest_only(port: int) -> None:
-    """The app as `apm serve` builds it, except that ingest runs without the rollup hook."""
-    import uvicorn
+    """`apm serve`, except that ingest runs without the rollup hook.
 
-    from apm.adapters.engine import build_engine, build_sessionmaker
+    The composition root is wrapped before the server starts; its worker processes are forked
+    from this one (Granian; Uvicorn serves a single worker in-process), so they build the app
+    through the wrapper.
+    """
+    import dataclasses
+
+    import apm.app
+    from apm.adapters.engine import build_sessionmaker
     from apm.adapters.postgres.ingest import PostgresIngest
-    from apm.adapters.postgres.records import PostgresRecords
-    from apm.adapters.postgres.status import PostgresStatus
-    from apm.api.deps import Ports
-    from apm.app import create_app, limits_from
-    from apm.logs import configure_logging
-    from apm.settings import Settings
+    from apm.cli import main as apm_main
 
-    settings = Settings.from_env()
-    configure_logging(settings.log_level, settings.log_format)
-    assert settings.database_url is not None
-    engine = build_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        connect_timeout=settings.db_connect_timeout,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-    )
-    sessions = build_sessionmaker(engine)
-    ports = Ports(
-        records=PostgresRecords(sessions),
-        ingest=PostgresIngest(sessions, write=settings.ingest_write),
-        analytics=None,  # type: ignore[arg-type]
-        status=PostgresStatus(engine),
-        limits=limits_from(settings),
-    )
-    uvicorn.run(
-        create_app(settings, ports=ports),
-        host=HOST,
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    open_storage = apm.app.open_storage
+
+    async def without_rollup_upkeep(settings: Any) -> Any:
+        storage = await open_storage(settings)
+        ingest = PostgresIngest(build_sessionmaker(storage.engine), write=settings.ingest_write)
+        storage.ports = dataclasses.replace(storage.ports, ingest=ingest)
+        return storage
+
+    apm.app.open_storage = without_rollup_upkeep  # type: ignore[assignment]
+    apm_main(["serve", "--host", HOST, "--port", str(port), "--no-migrate"])
 
 
 @contextmanager
@@ -313,12 +298,21 @@ def serving(
                 process.wait(5)
 
 
+def server_processes(pid: int) -> list[psutil.Process]:
+    """The server and its worker processes (Granian runs a supervisor and forked workers)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
 def peak_rss_mb(pid: int) -> float:
-    """The kernel's high-water mark of the process's resident set (VmHWM), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return psutil.Process(pid).memory_info().rss / 2**20
+    """The largest high-water mark of resident memory (VmHWM) among the server's processes,
+    in MiB: the peak of the worker that served the requests."""
+    peaks = []
+    for process in server_processes(pid):
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks)
 
 
 @dataclass
@@ -332,8 +326,12 @@ class HttpResult:
 
 
 def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    """User + system CPU time of the server and its workers."""
+    total = 0.0
+    for process in server_processes(pid):
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 async def http_ingest(
@@ -400,6 +398,8 @@ def main() -> int:
     if args.serve_ingest_only:
         serve_ingest_only(args.serve_ingest_only)
         return 0
+    # A plain exit on SIGTERM, so that the servers and the embedded database are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     batches = [int(part) for part in args.batches.split(",")]
 
     print(f"generating {args.events} events ...", flush=True)
