@@ -35,10 +35,15 @@ def database(settings: Settings) -> Iterator[Settings]:
     if settings.database_url is not None:
         yield settings
         return
+    import structlog
+
     from apm.adapters.embedded import EmbeddedPostgres
 
-    click.echo(
-        f"No database configured: using the embedded PostgreSQL in {settings.data_dir}/", err=True
+    # A log line, not a bare message: it has the format of every other line of the command.
+    structlog.get_logger("apm.cli").info(
+        "database.embedded",
+        detail="No database configured: using the embedded PostgreSQL.",
+        data_dir=str(settings.data_dir),
     )
     server = EmbeddedPostgres(settings.data_dir)
     try:
@@ -72,10 +77,7 @@ def main() -> None:
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations before serving.")
 def serve(host: str | None, port: int | None, workers: int, reload: bool, no_migrate: bool) -> None:
-    """Apply migrations and serve the HTTP API."""
-    import uvicorn
-
-    from apm.app import create_app
+    """Apply migrations and serve the HTTP API (Granian, uvloop)."""
     from apm.logs import configure_logging
 
     configured = load_settings()
@@ -85,27 +87,60 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool, no_mig
             migrate_to_head(settings)
         # The address actually bound decides whether key-less access is warned about.
         settings = msgspec.structs.replace(settings, host=host or settings.host)
-        common = {
-            "host": settings.host,
-            "port": settings.port if port is None else port,
-            "log_config": None,
-            "access_log": False,
-            "server_header": False,
-        }
-        # The server re-raises SIGTERM after its graceful shutdown; make that an ordinary exit
-        # so the embedded database is stopped on the way out.
+        # A signal before the server takes over (during migrations, say) still stops the
+        # embedded database on the way out.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        if workers > 1 or reload:
-            # Workers import the app themselves: hand them the resolved database URL.
-            os.environ["APM_DATABASE_URL"] = settings.database_url or ""
-            os.environ["APM_HOST"] = settings.host
-            with shared_metrics(workers):
-                uvicorn.run(
-                    "apm.app:app_from_env", factory=True, workers=workers, reload=reload,
-                    **common,
-                )
-        else:
-            uvicorn.run(create_app(settings), **common)
+        # The server's worker processes build the app themselves (apm.app:app_from_env) from
+        # the environment: hand them the resolved database URL (the embedded one too).
+        os.environ["APM_DATABASE_URL"] = settings.database_url or ""
+        os.environ["APM_HOST"] = settings.host
+        with shared_metrics(workers):
+            run_server(
+                host=settings.host,
+                port=settings.port if port is None else port,
+                workers=workers,
+                reload=reload,
+                log_level=settings.log_level,
+            )
+
+
+def run_server(*, host: str, port: int, workers: int, reload: bool, log_level: str) -> None:
+    """Serve apm.app:app_from_env with Granian until SIGINT/SIGTERM.
+
+    Granian was measured against Uvicorn (uvloop + httptools) on this app; see
+    benchmarks/README.md. Its supervisor process stops the workers gracefully on SIGTERM and
+    exits 1 when a worker fails (e.g. the database is unreachable at start-up).
+    """
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    Server(
+        "apm.app:app_from_env",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host,
+        port=port,
+        workers=workers,
+        loop=Loops.auto,
+        http=HTTPModes.auto,
+        websockets=False,
+        reload=reload,
+        log_level=LogLevels(log_level.lower()),
+        # Granian's records go to the root logger, i.e. through apm.logs like every other
+        # line; its access log stays off (apm logs one line per request itself).
+        log_dictconfig={
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {},
+            "handlers": {},
+            "loggers": {
+                "_granian": {"handlers": [], "propagate": True},
+                "granian.access": {"handlers": [], "propagate": False},
+            },
+        },
+        log_access=False,
+    ).serve()
 
 
 @contextmanager
