@@ -155,3 +155,29 @@ def test_seed_via_api_reports_an_unreachable_server() -> None:
     result = run(["seed", "--count", "5", "--via-api", f"http://127.0.0.1:{free_port()}"], None)
     assert result.exit_code == 1
     assert "Cannot reach" in result.output
+
+
+# The TimescaleDB test engine serves one connection at a time (tests/conftest.py).
+ON_TIMESCALE = {"APM_BACKEND": "timescale", "APM_DB_POOL_SIZE": "1", "APM_DB_MAX_OVERFLOW": "0"}
+
+
+async def test_check_reports_timescaledb_its_aggregates_and_their_jobs(ts_url: str) -> None:
+    result = await asyncio.to_thread(run, ["check", "--json"], ts_url, **ON_TIMESCALE)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["backend"] == "timescale" and report["problems"] == []
+    assert report["timescaledb_installed"]
+    assert report["hypertable"] is True
+    caggs = {cagg["name"]: cagg for cagg in report["continuous_aggregates"]}
+    assert set(caggs) >= {"api_requests_hourly", "api_requests_daily"}
+    assert all(cagg["realtime"] for cagg in caggs.values())
+    refreshed = {job["relation"] for job in report["jobs"] if job["kind"] == "refresh"}
+    assert refreshed >= {"api_requests_hourly", "api_requests_daily"}
+
+    text_result = await asyncio.to_thread(run, ["check"], ts_url, **ON_TIMESCALE)
+    out = text_result.stdout
+    assert "backend      timescale" in out and "(installed)" in out
+    assert "hypertable   api_requests" in out
+    assert "api_requests_hourly (real-time)" in out
+    assert "refresh api_requests_daily every" in out
+    assert "status       ok" in out
