@@ -181,3 +181,30 @@ async def test_check_reports_timescaledb_its_aggregates_and_their_jobs(ts_url: s
     assert "api_requests_hourly (real-time)" in out
     assert "refresh api_requests_daily every" in out
     assert "status       ok" in out
+
+
+async def test_seed_via_api_posts_batches_with_the_ingest_key(
+    pg_url: str, pg_clean: AsyncEngine
+) -> None:
+    from tests.support.live_server import live_server
+
+    key = "seed-key-0123456789abcdef"
+    with live_server(pg_url, env={"APM_INGEST_KEYS": key}) as server:
+        refused = await asyncio.to_thread(
+            run, ["seed", "--count", "10", "--via-api", server.base_url], None
+        )
+        stored = await asyncio.to_thread(
+            run,
+            ["seed", "--count", "700", "--batch-size", "300", "--services", "2",
+             "--via-api", server.base_url],
+            None,
+            APM_API_KEY=key,
+        )
+    assert refused.exit_code == 1 and "401" in refused.output
+    assert key not in refused.output
+    assert stored.exit_code == 0, stored.output
+    assert "Stored 700 events" in stored.stdout
+    ((count, services),) = await _rows(
+        pg_clean, "SELECT count(*), count(DISTINCT service) FROM api_requests"
+    )
+    assert (count, services) == (700, 2)
