@@ -242,6 +242,25 @@ async def test_numbers_with_huge_exponents_in_tags_are_handled_as_the_record_api
     assert await count_rows(pg_clean) == 2
 
 
+async def test_numbers_longer_than_jsonb_takes_are_stored_as_the_record_api_does(
+    client: AsyncTestClient, pg_clean: AsyncEngine
+) -> None:
+    # jsonb refuses more than 16383 digits after the point; such a number only fits in tags
+    # larger than the text kept as sent, and the record API stores the float it decodes to.
+    raw = (
+        b'{"time": "2025-12-14T12:00:00Z", "service": "s", "endpoint": "/e", "method": "GET",'
+        b' "status_code": 200, "latency_ms": 1, "tags": {"tiny": 0.' + b"0" * 17000 + b"1,"
+        b' "big": ' + b"1" * 300 + b".5}}"
+    )
+    response = await client.post("/api/requests/ingest/", content=b"[" + raw + b"]", headers=JSON)
+    assert response.json() == {"inserted": 1, "rejected": 0, "errors": []}
+    single = await client.post("/api/requests/", content=raw, headers=JSON)
+    assert single.status_code == 201
+    rows = await stored(pg_clean)
+    assert rows[0]["tags"] == rows[1]["tags"] == single.json()["tags"]
+    assert rows[0]["tags"]["tiny"] == 0
+
+
 async def test_max_errors_limits_the_list_but_every_invalid_event_is_counted(
     client: AsyncTestClient, pg_clean: AsyncEngine
 ) -> None:

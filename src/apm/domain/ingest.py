@@ -196,11 +196,12 @@ _encode = msgspec.json.Encoder().encode
 # Methods as clients usually spell them; anything else goes through strip().upper().
 _METHOD_SPELLINGS = {spelling: m for m in METHODS for spelling in (m, m.lower(), m.title())}
 
-# Tags text that may be stored as sent without a look inside: a small object without arrays
-# (an array may hold more items than allowed in few bytes), nested less deeply than the limit
-# (counting every brace over-counts, which is safe), no NUL escape (PostgreSQL refuses \u0000
-# in jsonb) and no number with a 3-digit exponent (jsonb expands 1e131071 to 131072 digits and
-# refuses others, while the record API stores such numbers as JSON floats).
+# Tags text that may be stored as sent without a look inside: a small object (so no number in
+# it is longer than jsonb's numeric takes) without arrays (an array may hold more items than
+# allowed in few bytes), nested less deeply than the limit (counting every brace over-counts,
+# which is safe), no NUL escape (PostgreSQL refuses \u0000 in jsonb) and no number with a
+# 3-digit exponent (jsonb expands 1e131071 to 131072 digits and refuses others, while the
+# record API stores such numbers as JSON floats).
 _HUGE_EXPONENT = re.compile(r"[0-9][eE][-+]?[0-9]{3}")
 _TAGS_SMALL = TAGS_MAX_STRING
 _TAGS_BRACES = TAGS_MAX_DEPTH - 1
@@ -265,9 +266,10 @@ def _tags_text(text: str) -> str | None:
         return None  # the slow path gives the answer
     if problem:
         return None
-    if _HUGE_EXPONENT.search(text) is None:
+    if len(text) <= _TAGS_SMALL and _HUGE_EXPONENT.search(text) is None:
         return text
-    # Numbers beyond a float's range: store what the record API stores (the value as decoded).
+    # A larger text may hold a number jsonb refuses (more than 16383 digits after the point)
+    # or blows up (a huge exponent): store what the record API stores, the value as decoded.
     return _encode(value).decode()
 
 
