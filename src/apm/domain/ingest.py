@@ -1,11 +1,12 @@
 """Bulk ingest: the payload, its query options, and the batch of valid events it yields.
 
-The payload is parsed once into raw items (`msgspec.Raw` slices of the body); each item is then
-decoded with a typed Struct. An item that passes the typed decode and the cheap checks below is
-valid by construction. Any item that does not is decoded generically and judged by
-`clean_record`, so its messages are exactly those of the single-record API, and a valid event
-that merely missed the fast path (`200.0` as a status, a tags object worth a closer look) is
-still accepted with the same clean values.
+The payload is decoded once into typed Structs, one per event. When some item does not fit
+the Struct (a missing field, a wrong type, not an object), the body is split into raw items
+(`msgspec.Raw` slices) instead and each is decoded on its own. An item that passes the typed
+decode and the cheap checks below is valid by construction. Any item that does not is decoded
+generically and judged by `clean_record`, so its messages are exactly those of the
+single-record API, and a valid event that merely missed the fast path (`200.0` as a status, a
+tags object worth a closer look) is still accepted with the same clean values.
 """
 
 from __future__ import annotations
