@@ -172,8 +172,10 @@ def nullable(schema: Schema) -> Schema:
 
 
 def query(name: str, schema: Schema, description: str) -> Parameter:
+    """An optional query parameter; an empty value (`?name=`) counts as leaving it out."""
     return Parameter(
-        name=name, param_in="query", schema=schema, description=description, required=False
+        name=name, param_in="query", schema=schema, description=description, required=False,
+        allow_empty_value=True,
     )
 
 
