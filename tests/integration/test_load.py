@@ -64,8 +64,10 @@ def load_database(pg_server: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server(load_database: str) -> Iterator[LiveServer]:
-    # A pool smaller than the number of clients: requests queue for connections too.
-    env = {"APM_DB_POOL_SIZE": "4", "APM_DB_MAX_OVERFLOW": "2"}
+    # A pool smaller than the number of clients: requests queue for connections too. The
+    # waits are generous: this test is about losing nothing, not about latency on a busy CI.
+    env = {"APM_DB_POOL_SIZE": "4", "APM_DB_MAX_OVERFLOW": "2", "APM_DB_CONNECT_TIMEOUT": "60",
+           "APM_DB_STATEMENT_TIMEOUT_MS": "120000"}
     with live_server(load_database, env=env) as live:
         yield live
 
