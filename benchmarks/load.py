@@ -137,7 +137,9 @@ async def main(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - started
         accepted = sum(inserted)
         stored = await stored_count(http, run, args.read_auth)
-        rollups = await rollup_counts(http, run, args.read_auth, now) if args.check_rollups else None
+        rollups = None
+        if args.check_rollups:
+            rollups = await rollup_counts(http, run, args.read_auth, now)
 
     ordered = sorted(latencies) or [0.0]
     print(f"run {run}: {len(latencies)} requests in {elapsed:.1f} s from {args.clients} clients")

@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,13 @@ def client(server: LiveServer, own_postgres: EmbeddedPostgres) -> Iterator[httpx
     own_postgres.start()
     with httpx.Client(base_url=server.base_url, timeout=HANG_GUARD) as http:
         assert http.get("/api/health/?db=1").status_code == 200
+        yield http
+
+
+@pytest.fixture
+async def aclient(client: httpx.Client, server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    """For tests that hold a database connection of their own in the event loop meanwhile."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=HANG_GUARD) as http:
         yield http
 
 
@@ -167,25 +174,25 @@ def test_frozen_database_answers_503_within_bounds_then_recovers(
 
 
 async def test_statement_timeout_answers_503_and_writes_nothing(
-    client: httpx.Client, own_postgres: EmbeddedPostgres, server: LiveServer
+    aclient: httpx.AsyncClient, own_postgres: EmbeddedPostgres, server: LiveServer
 ) -> None:
     """A table locked by someone else: the statement hits statement_timeout -> 503, not a hang."""
-    before = client.get("/api/requests/?service=faults").json()["count"]
+    before = (await aclient.get("/api/requests/?service=faults")).json()["count"]
     plain = own_postgres.url.replace("postgresql+asyncpg://", "postgresql://", 1)
     locker = await asyncpg.connect(plain)
     try:
         transaction = locker.transaction()
         await transaction.start()
         await locker.execute("LOCK TABLE api_requests IN ACCESS EXCLUSIVE MODE")
-        listed = client.get("/api/requests/")
+        listed = await aclient.get("/api/requests/")
         assert listed.status_code == 503 and listed.json() == UNAVAILABLE
-        posted = client.post("/api/requests/", json=EVENT)
+        posted = await aclient.post("/api/requests/", json=EVENT)
         assert posted.status_code == 503 and posted.json() == UNAVAILABLE
         await transaction.rollback()
     finally:
         await locker.close()
-    assert client.get("/api/requests/?service=faults").json()["count"] == before
-    assert client.post("/api/requests/", json=EVENT).status_code == 201
+    assert (await aclient.get("/api/requests/?service=faults")).json()["count"] == before
+    assert (await aclient.post("/api/requests/", json=EVENT)).status_code == 201
     assert "Traceback" not in server.log()
 
 
@@ -203,10 +210,10 @@ CREATE TRIGGER apm_test_poison BEFORE INSERT ON api_requests
 
 
 async def test_ingest_failing_midway_stores_nothing_and_answers_503(
-    client: httpx.Client, own_postgres: EmbeddedPostgres, server: LiveServer
+    aclient: httpx.AsyncClient, own_postgres: EmbeddedPostgres, server: LiveServer
 ) -> None:
     """The database fails on the last of many chunks: the whole request is rolled back."""
-    paths = client.get("/schema/openapi.json").json()["paths"]
+    paths = (await aclient.get("/schema/openapi.json")).json()["paths"]
     if "post" not in paths.get("/api/requests/ingest", {}):
         pytest.skip("POST /api/requests/ingest/ is not served by this build")
     plain = own_postgres.url.replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -216,13 +223,13 @@ async def test_ingest_failing_midway_stores_nothing_and_answers_503(
         before = await admin.fetchval("SELECT count(*) FROM api_requests")
         events = [{**EVENT, "latency_ms": n} for n in range(1000)]
         events.append({**EVENT, "service": "poison"})
-        response = client.post("/api/requests/ingest/?batch_size=100", json=events)
+        response = await aclient.post("/api/requests/ingest/?batch_size=100", json=events)
         assert response.status_code == 503 and response.json() == UNAVAILABLE, response.text
         assert await admin.fetchval("SELECT count(*) FROM api_requests") == before
-        single = client.post("/api/requests/", json={**EVENT, "service": "poison"})
+        single = await aclient.post("/api/requests/", json={**EVENT, "service": "poison"})
         assert single.status_code == 503 and single.json() == UNAVAILABLE
         # The failure was the request's, not the pool's: the next request succeeds.
-        ok = client.post("/api/requests/ingest/?batch_size=100", json=events[:-1])
+        ok = await aclient.post("/api/requests/ingest/?batch_size=100", json=events[:-1])
         assert ok.status_code == 200 and ok.json()["inserted"] == 1000
         assert await admin.fetchval("SELECT count(*) FROM api_requests") == before + 1000
     finally:

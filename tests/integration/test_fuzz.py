@@ -2,9 +2,9 @@
 
 Schemathesis generates valid and invalid requests (query parameters, path ids, JSON bodies) from
 /schema/openapi.json and checks each answer: never a 5xx, only documented status codes, a body
-and content type that match the documented response, and invalid input refused with a 4xx. The server runs in a subprocess on
-its own database, exactly as deployed. Examples per operation are bounded so that the whole
-module stays well under a minute or two on CI.
+and content type that match the documented response, and invalid input refused with a 4xx.
+The server runs in a subprocess on its own database, exactly as deployed. Examples per
+operation are bounded so that the whole module stays well under a minute or two on CI.
 """
 
 from __future__ import annotations

@@ -123,7 +123,9 @@ def test_gzip_bomb_is_413_and_corrupt_gzip_is_400(http: httpx.Client) -> None:
 
 
 def test_wrong_content_type_and_encoding_are_415(http: httpx.Client) -> None:
-    plain = http.post("/api/requests/", content=json.dumps(EVENT), headers={"content-type": "text/plain"})
+    plain = http.post(
+        "/api/requests/", content=json.dumps(EVENT), headers={"content-type": "text/plain"}
+    )
     assert plain.status_code == 415
     brotli = http.post(
         "/api/requests/", content=b"x", headers={**JSON, "content-encoding": "br"}
@@ -203,7 +205,10 @@ def nested(depth: int) -> dict[str, Any]:
     ("ok", "bad"),
     [
         (nested(TAGS_MAX_DEPTH), nested(TAGS_MAX_DEPTH + 1)),
-        ({f"k{i}": i for i in range(TAGS_MAX_KEYS)}, {f"k{i}": i for i in range(TAGS_MAX_KEYS + 1)}),
+        (
+            {f"k{i}": i for i in range(TAGS_MAX_KEYS)},
+            {f"k{i}": i for i in range(TAGS_MAX_KEYS + 1)},
+        ),
         ({"s": "x" * TAGS_MAX_STRING}, {"s": "x" * (TAGS_MAX_STRING + 1)}),
         ({"a": list(range(TAGS_MAX_KEYS))}, {"a": list(range(TAGS_MAX_KEYS + 1))}),
         ({"ключ": "значение", "\U0001f600": ["é"]}, {"k": "nul\x00"}),

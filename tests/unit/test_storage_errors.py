@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 import asyncpg
@@ -23,7 +22,7 @@ OUTAGES = [
     FileNotFoundError(2, "No such file or directory"),
     socket.gaierror(-2, "Name or service not known"),
     TimeoutError(),
-    asyncio.TimeoutError(),
+    TimeoutError(),
     sa_exc.TimeoutError("QueuePool limit reached"),
     wrapped(asyncpg.exceptions.AdminShutdownError("terminating connection")),
     wrapped(asyncpg.exceptions.QueryCanceledError("canceling statement due to timeout")),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
 import msgspec
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
