@@ -365,3 +365,27 @@ def test_ids_outside_int64_are_404(http: httpx.Client, method: str, record_id: s
 def test_ids_that_are_not_numbers_are_404(http: httpx.Client, record_id: str) -> None:
     response = http.get(f"/api/requests/{record_id}/")
     assert response.status_code == 404, response.text
+
+
+@pytest.mark.parametrize(
+    ("number", "status"),
+    [
+        (b"9" * 5000, 400),  # beyond what the decoder holds: malformed, not a 500
+        (b"-" + b"9" * 5000, 400),
+        (b"0." + b"0" * 20_000 + b"1", 201),  # more digits than jsonb keeps after the point
+        (b"1e308", 201),
+        (b"1e-400", 201),
+        (b"-0", 201),
+    ],
+    ids=["int-5000-digits", "negative-int", "fraction-20000-digits", "1e308", "1e-400", "-0"],
+)
+def test_extreme_numbers_in_tags(http: httpx.Client, number: bytes, status: int) -> None:
+    event = json.dumps({**EVENT, "tags": {"n": 0}}).encode().replace(b'"n": 0', b'"n": ' + number)
+    single = http.post("/api/requests/", content=event, headers=JSON)
+    assert single.status_code == status, single.text
+    if route_exists(http, "post", "/api/requests/ingest"):
+        bulk = http.post("/api/requests/ingest/", content=b"[" + event + b"]", headers=JSON)
+        if status == 201:
+            assert bulk.status_code == 200 and bulk.json()["inserted"] == 1, bulk.text
+        else:
+            assert bulk.status_code == 400, bulk.text
