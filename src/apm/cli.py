@@ -111,6 +111,8 @@ def run_server(*, host: str, port: int, workers: int, reload: bool, log_level: s
     benchmarks/README.md. Its supervisor process stops the workers gracefully on SIGTERM and
     exits 1 when a worker fails (e.g. the database is unreachable at start-up).
     """
+    from pathlib import Path
+
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.log import LogLevels
     from granian.server import Server
@@ -126,6 +128,8 @@ def run_server(*, host: str, port: int, workers: int, reload: bool, log_level: s
         http=HTTPModes.auto,
         websockets=False,
         reload=reload,
+        # Watch the package's own source, not the working directory (which may be large).
+        reload_paths=[Path(__file__).resolve().parent],
         log_level=LogLevels(log_level.lower()),
         # Granian's records go to the root logger, i.e. through apm.logs like every other
         # line; its access log stays off (apm logs one line per request itself).
