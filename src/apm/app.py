@@ -6,9 +6,9 @@ backend is choosing the adapter objects here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from litestar import Litestar, Router
@@ -20,7 +20,12 @@ from apm import __version__
 from apm.adapters.engine import build_engine, build_sessionmaker
 from apm.adapters.postgres.ingest import PostgresIngest
 from apm.adapters.postgres.records import PostgresRecords
-from apm.adapters.postgres.status import PostgresStatus, timescale_installed
+from apm.adapters.postgres.status import PostgresStatus
+from apm.adapters.timescale.analytics import TimescaleAnalytics
+from apm.adapters.timescale.ingest import TimescaleIngest
+from apm.adapters.timescale.records import TimescaleRecords
+from apm.adapters.timescale.refresher import AggregateRefresher
+from apm.adapters.timescale.status import timescale_missing
 from apm.api.auth import PUBLIC, ApiKeyGuard, ApiKeys, open_access_warning, openapi_security
 from apm.api.deps import Limits, Ports, provide_ports
 from apm.api.errors import EXCEPTION_HANDLERS
@@ -37,12 +42,15 @@ log = structlog.get_logger("apm.app")
 
 @dataclass
 class Storage:
-    """The engine and the ports built on it; `close()` releases the pool."""
+    """The engine and the ports built on it; `close()` stops background work, then the pool."""
 
     engine: AsyncEngine
     ports: Ports
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
+        for close in self.closers:
+            await close()
         await self.engine.dispose()
 
 
@@ -57,17 +65,19 @@ def limits_from(settings: Settings) -> Limits:
 
 
 async def resolve_backend(engine: AsyncEngine, wanted: str) -> str:
-    """auto = TimescaleDB when the extension is installed in the database, else postgres."""
+    """auto = TimescaleDB when the database has its objects (extension, hypertable and
+    continuous aggregates: migration 0002), else postgres."""
     if wanted == "postgres":
         return "postgres"
-    installed = await timescale_installed(engine)
-    if wanted == "timescale" and not installed:
+    missing = await timescale_missing(engine)
+    if wanted == "timescale" and missing is not None:
         raise BackendUnsupported(
-            "APM_BACKEND=timescale, but the timescaledb extension is not installed in this "
-            "database (run `apm migrate` on a server that has TimescaleDB, or use "
-            "APM_BACKEND=postgres)."
+            f"APM_BACKEND=timescale, but {missing} (run `apm migrate` on a server that has "
+            "TimescaleDB, or use APM_BACKEND=postgres)."
         )
-    return "timescale" if installed else "postgres"
+    if missing is not None:
+        log.info("storage.timescale_unused", reason=missing)
+    return "timescale" if missing is None else "postgres"
 
 
 async def open_storage(settings: Settings) -> Storage:
@@ -87,15 +97,29 @@ async def open_storage(settings: Settings) -> Storage:
         await engine.dispose()
         raise
     sessions = build_sessionmaker(engine)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if backend == "timescale":
+        # Continuous aggregates: writes below their watermark are refreshed in the background.
+        refresher = AggregateRefresher(engine, delay=settings.refresh_delay)
+        closers.append(refresher.close)
+        records = TimescaleRecords(sessions, refresher=refresher)
+        ingest = TimescaleIngest(
+            PostgresIngest(sessions, write=settings.ingest_write), refresher=refresher
+        )
+        analytics = TimescaleAnalytics(sessions, refresher=refresher)
+    else:
+        records = PostgresRecords(sessions)  # type: ignore[assignment]
+        ingest = PostgresIngest(sessions, write=settings.ingest_write)  # type: ignore[assignment]
+        analytics = None  # type: ignore[assignment]
     ports = Ports(
-        records=PostgresRecords(sessions),
-        ingest=PostgresIngest(sessions, write=settings.ingest_write),
-        analytics=None,  # type: ignore[arg-type]
+        records=records,
+        ingest=ingest,
+        analytics=analytics,  # type: ignore[arg-type]
         status=PostgresStatus(engine, backend=backend),
         limits=limits_from(settings),
     )
     log.info("storage.ready", backend=backend)
-    return Storage(engine=engine, ports=ports)
+    return Storage(engine=engine, ports=ports, closers=closers)
 
 
 def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:

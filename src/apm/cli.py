@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -414,6 +415,69 @@ def _print_report(
             row("PROBLEM", problem)
     else:
         row("status", "ok")
+
+
+class _Instant(click.ParamType):
+    """An ISO-8601 datetime (UTC when naive) or date; converts to (instant, date_only)."""
+
+    name = "datetime|date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from apm.domain.validation import parse_instant
+
+        if isinstance(value, tuple):
+            return value
+        parsed = parse_instant(value)
+        if parsed is None:
+            self.fail(f"{value!r} is not an ISO-8601 datetime or date.", param, ctx)
+        return parsed
+
+
+@main.command()
+@click.argument("granularity", type=click.Choice(["hourly", "daily"]))
+@click.option("--start", type=_Instant(), default=None,
+              help="Window start, ISO datetime or date [default: --end minus 7 days].")
+@click.option("--end", type=_Instant(), default=None,
+              help="Window end, ISO datetime or date (a date includes that whole day) "
+              "[default: now].")
+def refresh(
+    granularity: str,
+    start: tuple[datetime, bool] | None,
+    end: tuple[datetime, bool] | None,
+) -> None:
+    """Refresh the hourly or daily rollup over a window (default: the last 7 days).
+
+    On TimescaleDB this rematerialises the continuous aggregate's whole buckets in the window
+    (the open bucket stays real-time); the plain-PostgreSQL backend rebuilds its rollup
+    rows from the raw events.
+    """
+    from apm.domain.validation import end_of_day
+    from apm.logs import configure_logging
+
+    configured = load_settings()
+    configure_logging(configured.log_level, configured.log_format)
+    start_at = start[0] if start else None
+    end_at = (end_of_day(end[0]) if end[1] else end[0]) if end else None
+    if start_at is not None and start_at > (end_at or datetime.now(UTC)):
+        raise click.BadParameter("must not be after --end (default: now).", param_hint="--start")
+    with database(configured) as settings:
+        message = asyncio.run(_refresh(settings, granularity, start_at, end_at))
+    click.echo(message)
+
+
+async def _refresh(
+    settings: Settings, granularity: str, start: datetime | None, end: datetime | None
+) -> str:
+    storage = await _open_or_fail(settings)
+    try:
+        result = await storage.ports.analytics.refresh(
+            granularity, start=start, end=end  # type: ignore[arg-type]
+        )
+        return result.message
+    except StorageUnavailable as error:
+        raise click.ClickException(f"Database unavailable: {error.reason}") from None
+    finally:
+        await storage.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

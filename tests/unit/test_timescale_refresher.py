@@ -43,6 +43,8 @@ class FakeTimescale:
         self.failures = 0
         self.changed = asyncio.Event()
         self.isolation: list[str] = []
+        self.gate: asyncio.Event | None = None  # when set, refreshes wait for it
+        self.refreshing = asyncio.Event()
 
     def execution_options(self, *, isolation_level: str) -> FakeTimescale:
         self.isolation.append(isolation_level)
@@ -63,6 +65,9 @@ class FakeTimescale:
             return _Result(list(self.watermarks.items()))
         view = next(name for name, query in queries.REFRESH.items() if query is statement)
         assert params is not None
+        self.refreshing.set()
+        if self.gate is not None:
+            await self.gate.wait()
         self.calls.append((view, params["start"], params["end"]))
         return _Result([])
 
@@ -211,6 +216,21 @@ async def test_close_stops_the_task_and_refreshes_what_is_pending() -> None:
     refresher.touched(at("2025-01-02T10:00"), at("2025-01-02T10:00"))
     await asyncio.sleep(0)
     assert len(fake.calls) == 2
+
+
+async def test_close_waits_for_a_refresh_in_flight() -> None:
+    fake = FakeTimescale(hourly=at("2030-01-01T00:00"), daily=None)
+    fake.gate = asyncio.Event()
+    refresher = refresher_on(fake)
+    refresher.touched(at("2025-01-01T10:00"), at("2025-01-01T10:00"))
+    await asyncio.wait_for(fake.refreshing.wait(), 30)
+    closing = asyncio.create_task(refresher.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # the engine must outlive the refresh
+    fake.gate.set()
+    await asyncio.wait_for(closing, 30)
+    assert fake.flushes == 1
+    assert fake.calls == [(queries.HOURLY_VIEW, at("2025-01-01T10:00"), at("2025-01-01T11:00"))]
 
 
 async def test_manual_refresh_covers_whole_buckets_but_not_the_open_one() -> None:

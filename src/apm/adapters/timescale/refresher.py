@@ -172,8 +172,9 @@ class AggregateRefresher:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-        if len(self._pending):
-            await self._flush_logged()
+        # Also waits for a refresh still running (the task's is shielded), so the engine is
+        # disposed of only after it.
+        await self._flush_logged()
 
     async def _refresh_touched(
         self, connection: AsyncConnection, spans: list[Span]
