@@ -17,6 +17,11 @@ from apm.adapters.engine import build_engine
 from apm.adapters.migrations import upgrade
 from apm.app import create_app
 from apm.settings import Settings
+from tests.support.analytics_backends import (
+    AnalyticsBackend,
+    postgres_backend,
+    timescale_backend,
+)
 from tests.support.postgres import create_database, drop_database, postgres_server
 from tests.support.tsengine import TimescaleEngineError, timescale_server
 
@@ -185,3 +190,16 @@ async def ts_client(ts_url: str, ts_clean: AsyncEngine) -> AsyncIterator[AsyncTe
     app = create_app(ts_settings(ts_url))
     async with AsyncTestClient(app) as client:
         yield client
+
+
+# ------------------------------------------------------------------------------- analytics
+
+
+@pytest.fixture(
+    scope="session", params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)]
+)
+def analytics_backend(request: pytest.FixtureRequest) -> AnalyticsBackend:
+    """Both backends behind the same ports; tests call `reset()` to start empty."""
+    if request.param == "postgres":
+        return postgres_backend(request.getfixturevalue("pg_engine"), truncate_all)
+    return timescale_backend(request.getfixturevalue("ts_engine"), reset_timescale)

@@ -18,14 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apm import __version__
 from apm.adapters.engine import build_engine, build_sessionmaker
+from apm.adapters.postgres.analytics import PostgresAnalytics
 from apm.adapters.postgres.ingest import PostgresIngest
 from apm.adapters.postgres.records import PostgresRecords
+from apm.adapters.postgres.rollups import PostgresRollups
 from apm.adapters.postgres.status import PostgresStatus
 from apm.adapters.timescale.analytics import TimescaleAnalytics
 from apm.adapters.timescale.ingest import TimescaleIngest
 from apm.adapters.timescale.records import TimescaleRecords
 from apm.adapters.timescale.refresher import AggregateRefresher
 from apm.adapters.timescale.status import timescale_missing
+from apm.api.analytics import AnalyticsController
 from apm.api.auth import PUBLIC, ApiKeyGuard, ApiKeys, open_access_warning, openapi_security
 from apm.api.deps import Limits, Ports, provide_ports
 from apm.api.errors import EXCEPTION_HANDLERS
@@ -35,6 +38,7 @@ from apm.api.metrics import MetricsController, prometheus_config
 from apm.api.middleware import request_log_middleware
 from apm.api.requests import RequestsController
 from apm.domain.errors import BackendUnsupported
+from apm.domain.ports import AnalyticsPort
 from apm.settings import Settings
 
 log = structlog.get_logger("apm.app")
@@ -98,7 +102,13 @@ async def open_storage(settings: Settings) -> Storage:
         raise
     sessions = build_sessionmaker(engine)
     closers: list[Callable[[], Awaitable[None]]] = []
-    if backend == "timescale":
+    if backend == "postgres":
+        # The plain backend keeps its rollup tables inside every write transaction.
+        rollups = PostgresRollups(sessions)
+        records = PostgresRecords(sessions, hooks=rollups)
+        ingest = PostgresIngest(sessions, write=settings.ingest_write, on_stored=rollups.stored)
+        analytics: AnalyticsPort = PostgresAnalytics(sessions, rollups=rollups)
+    else:
         # Continuous aggregates: writes below their watermark are refreshed in the background.
         refresher = AggregateRefresher(engine, delay=settings.refresh_delay)
         closers.append(refresher.close)
@@ -107,14 +117,10 @@ async def open_storage(settings: Settings) -> Storage:
             PostgresIngest(sessions, write=settings.ingest_write), refresher=refresher
         )
         analytics = TimescaleAnalytics(sessions, refresher=refresher)
-    else:
-        records = PostgresRecords(sessions)  # type: ignore[assignment]
-        ingest = PostgresIngest(sessions, write=settings.ingest_write)  # type: ignore[assignment]
-        analytics = None  # type: ignore[assignment]
     ports = Ports(
         records=records,
         ingest=ingest,
-        analytics=analytics,  # type: ignore[arg-type]
+        analytics=analytics,
         status=PostgresStatus(engine, backend=backend),
         limits=limits_from(settings),
     )
@@ -144,7 +150,10 @@ def create_app(settings: Settings, *, ports: Ports | None = None) -> Litestar:
         log.warning("auth.open_access", detail=warning)
 
     app = Litestar(
-        route_handlers=[HealthController, RequestsController, IngestController, MetricsController],
+        route_handlers=[
+            HealthController, RequestsController, IngestController, AnalyticsController,
+            MetricsController,
+        ],
         dependencies={"ports": Provide(provide_ports, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[prometheus_config().middleware],

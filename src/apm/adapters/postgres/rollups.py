@@ -11,7 +11,7 @@ sorted by key, so concurrent writers queue instead of deadlocking.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -24,10 +24,32 @@ from apm.domain.analytics import DAY, HOUR, RefreshResult, ceil_to, floor_to, re
 from apm.domain.ingest import EventBatch
 from apm.domain.records import ApiRequest
 
-Key = tuple[datetime, str, str, str]
+# (bucket number, service, endpoint, method): hours or days since 0001-01-01 UTC. Numbers
+# order like the bucket times and cost far less than a datetime per event; datetimes are made
+# once per distinct bucket, when the statement's parameters are built.
+Key = tuple[int, str, str, str]
 # hits, status_1xx .. status_5xx, latency_sum, latency_max
 Figures = list[int]
 _HITS, _SUM, _MAX = 0, 6, 7
+_FIGURES = (
+    "hits", "status_1xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx",
+    "latency_sum", "latency_max",
+)
+
+
+def _hour_number(moment: datetime) -> int:
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.toordinal() * 24 + moment.hour
+
+
+def _hour_start(hour: int) -> datetime:
+    day, hour_of_day = divmod(hour, 24)
+    return datetime.fromordinal(day).replace(hour=hour_of_day, tzinfo=UTC)
+
+
+def _day_start(day: int) -> datetime:
+    return datetime.fromordinal(day).replace(tzinfo=UTC)
 
 
 def hour_cells(batch: EventBatch) -> dict[Key, Figures]:
@@ -39,7 +61,7 @@ def hour_cells(batch: EventBatch) -> dict[Key, Figures]:
     ):
         if at.tzinfo is not UTC:
             at = at.astimezone(UTC)
-        key = (at.replace(minute=0, second=0, microsecond=0), service, endpoint, method)
+        key = (at.toordinal() * 24 + at.hour, service, endpoint, method)
         cell = cells.get(key)
         if cell is None:
             cell = cells[key] = [0, 0, 0, 0, 0, 0, 0, 0]
@@ -54,8 +76,8 @@ def hour_cells(batch: EventBatch) -> dict[Key, Figures]:
 def day_cells(hours: dict[Key, Figures]) -> dict[Key, Figures]:
     """Hourly cells merged into their UTC days."""
     days: dict[Key, Figures] = {}
-    for (bucket, service, endpoint, method), figures in hours.items():
-        key = (bucket.replace(hour=0), service, endpoint, method)
+    for (hour, service, endpoint, method), figures in hours.items():
+        key = (hour // 24, service, endpoint, method)
         cell = days.get(key)
         if cell is None:
             days[key] = list(figures)
@@ -67,31 +89,29 @@ def day_cells(hours: dict[Key, Figures]) -> dict[Key, Figures]:
     return days
 
 
-def key_params(keys: Iterable[Key]) -> dict[str, list]:
+def key_params(keys: Iterable[Key], start: Callable[[int], datetime]) -> dict[str, list]:
+    """Parallel arrays of keys, bucket numbers made into bucket start times."""
     keys = list(keys)
+    starts = {number: start(number) for number in {k[0] for k in keys}}
     return {
-        "bucket": [k[0] for k in keys],
+        "bucket": [starts[k[0]] for k in keys],
         "service": [k[1] for k in keys],
         "endpoint": [k[2] for k in keys],
         "method": [k[3] for k in keys],
     }
 
 
-def upsert_params(cells: dict[Key, Figures]) -> dict[str, list]:
+def upsert_params(cells: dict[Key, Figures], start: Callable[[int], datetime]) -> dict[str, list]:
     """Parallel arrays in key order: the order in which the upsert locks rows."""
     ordered = sorted(cells.items())
-    params = key_params(key for key, _ in ordered)
-    for i, name in enumerate(
-        ("hits", "status_1xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx",
-         "latency_sum", "latency_max")
-    ):
+    params = key_params((key for key, _ in ordered), start)
+    for i, name in enumerate(_FIGURES):
         params[name] = [figures[i] for _, figures in ordered]
     return params
 
 
 def _hour_key(record: ApiRequest) -> Key:
-    at = record.time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    return (at, record.service, record.endpoint, record.method)
+    return (_hour_number(record.time), record.service, record.endpoint, record.method)
 
 
 def _figures_of(record: ApiRequest) -> tuple:
@@ -110,8 +130,8 @@ class PostgresRollups(RecordHooks):
         hours = hour_cells(batch)
         if not hours:
             return
-        await session.execute(q.UPSERT_HOURLY, upsert_params(hours))
-        await session.execute(q.UPSERT_DAILY, upsert_params(day_cells(hours)))
+        await session.execute(q.UPSERT_HOURLY, upsert_params(hours, _hour_start))
+        await session.execute(q.UPSERT_DAILY, upsert_params(day_cells(hours), _day_start))
 
     async def changed(
         self, session: AsyncSession, *, before: ApiRequest | None, after: ApiRequest | None
@@ -122,14 +142,15 @@ class PostgresRollups(RecordHooks):
         if before is not None and after is not None and _figures_of(before) == _figures_of(after):
             return
         hours = sorted({_hour_key(r) for r in (before, after) if r is not None})
-        days = sorted({(k[0].replace(hour=0), *k[1:]) for k in hours})
+        days = sorted({(k[0] // 24, *k[1:]) for k in hours})
         # Lock (creating if need be) before reading, so the recomputation sees every write
         # committed to these keys; zeros leave existing figures as they are.
-        zeros = {key: [0] * 8 for key in hours}
-        await session.execute(q.UPSERT_HOURLY, upsert_params(zeros))
-        await session.execute(q.RECOMPUTE_HOURLY, key_params(hours))
-        await session.execute(q.UPSERT_DAILY, upsert_params({key: [0] * 8 for key in days}))
-        await session.execute(q.RECOMPUTE_DAILY, key_params(days))
+        zeros = {key: [0] * len(_FIGURES) for key in hours}
+        await session.execute(q.UPSERT_HOURLY, upsert_params(zeros, _hour_start))
+        await session.execute(q.RECOMPUTE_HOURLY, key_params(hours, _hour_start))
+        zeros = {key: [0] * len(_FIGURES) for key in days}
+        await session.execute(q.UPSERT_DAILY, upsert_params(zeros, _day_start))
+        await session.execute(q.RECOMPUTE_DAILY, key_params(days, _day_start))
 
     @translating
     async def refresh(

@@ -1,0 +1,323 @@
+"""The plain-PostgreSQL rollup tables: kept exact by every write, rebuilt by a refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from apm.adapters.engine import build_engine, build_sessionmaker
+from apm.adapters.migrations import downgrade, upgrade
+from apm.adapters.postgres.analytics import PostgresAnalytics
+from apm.adapters.postgres.ingest import PostgresIngest
+from apm.adapters.postgres.records import PostgresRecords
+from apm.adapters.postgres.rollups import PostgresRollups
+from apm.domain.analytics import KpiQuery, RollupQuery, TopQuery
+from apm.domain.records import ApiRequestData
+from tests.support import analytics_reference as ref
+from tests.support.analytics_reference import Event, assert_same, batch_of
+from tests.support.postgres import create_database, drop_database
+
+T0 = datetime(2025, 12, 14, tzinfo=UTC)
+
+# Reads both rollup tables and the events; rows (kind, bucket, service, endpoint, method,
+# figures...) where a rollup row differs from the aggregate of the raw events.
+DRIFT = text(
+    """
+    WITH hourly AS (
+        SELECT date_trunc('hour', time, 'UTC') AS bucket, service, endpoint, method,
+               count(*) AS hits,
+               count(*) FILTER (WHERE status_code < 200) AS status_1xx,
+               count(*) FILTER (WHERE status_code BETWEEN 200 AND 299) AS status_2xx,
+               count(*) FILTER (WHERE status_code BETWEEN 300 AND 399) AS status_3xx,
+               count(*) FILTER (WHERE status_code BETWEEN 400 AND 499) AS status_4xx,
+               count(*) FILTER (WHERE status_code >= 500) AS status_5xx,
+               sum(latency_ms) AS latency_sum, max(latency_ms) AS latency_max
+        FROM api_requests GROUP BY 1, 2, 3, 4
+    ), daily AS (
+        SELECT date_trunc('day', bucket, 'UTC') AS bucket, service, endpoint, method,
+               sum(hits) AS hits, sum(status_1xx) AS status_1xx, sum(status_2xx) AS status_2xx,
+               sum(status_3xx) AS status_3xx, sum(status_4xx) AS status_4xx,
+               sum(status_5xx) AS status_5xx, sum(latency_sum) AS latency_sum,
+               max(latency_max) AS latency_max
+        FROM hourly GROUP BY 1, 2, 3, 4
+    )
+    (SELECT 'hourly', * FROM hourly
+     EXCEPT ALL SELECT 'hourly', * FROM api_requests_hourly_rollup)
+    UNION ALL
+    (SELECT 'hourly', * FROM api_requests_hourly_rollup
+     EXCEPT ALL SELECT 'hourly', * FROM hourly)
+    UNION ALL
+    (SELECT 'daily', * FROM daily EXCEPT ALL SELECT 'daily', * FROM api_requests_daily_rollup)
+    UNION ALL
+    (SELECT 'daily', * FROM api_requests_daily_rollup EXCEPT ALL SELECT 'daily', * FROM daily)
+    """
+)
+
+
+async def drift(engine: AsyncEngine) -> list:
+    async with engine.connect() as connection:
+        return list((await connection.execute(DRIFT)).all())
+
+
+def random_events(seed: int, count: int) -> list[Event]:
+    rng = random.Random(seed)
+    return [
+        Event(
+            T0 + timedelta(seconds=rng.randrange(3 * 86400)),
+            rng.choice(["a", "b"]), rng.choice(["/x", "/y", "/z"]), rng.choice(["GET", "POST"]),
+            rng.choice([101, 200, 204, 302, 404, 500, 503]), rng.randrange(0, 2000),
+        )
+        for _ in range(count)
+    ]
+
+
+@pytest.fixture
+def ports(pg_clean: AsyncEngine):
+    sessions = build_sessionmaker(pg_clean)
+    rollups = PostgresRollups(sessions)
+    return (
+        PostgresIngest(sessions, on_stored=rollups.stored),
+        PostgresRecords(sessions, hooks=rollups),
+        PostgresAnalytics(sessions, rollups=rollups),
+    )
+
+
+async def test_ingest_and_edits_keep_the_tables_equal_to_the_raw_aggregate(
+    pg_clean: AsyncEngine, ports
+) -> None:
+    ingest, records, _ = ports
+    await ingest.store(batch_of(random_events(1, 300)))
+    await ingest.store(batch_of(random_events(2, 300)))  # adds to existing rows
+    assert await drift(pg_clean) == []
+    rng = random.Random(3)
+    async with pg_clean.connect() as connection:
+        ids = list((await connection.execute(text("SELECT id FROM api_requests"))).scalars())
+    for request_id in rng.sample(ids, 40):
+        action = rng.choice(["latency", "time", "status", "delete", "method"])
+        if action == "delete":
+            await records.delete(request_id)
+        elif action == "latency":
+            await records.update(request_id, changes={"latency_ms": rng.randrange(0, 50)})
+        elif action == "time":
+            moved = T0 + timedelta(seconds=rng.randrange(4 * 86400))
+            await records.update(request_id, changes={"time": moved})
+        elif action == "status":
+            await records.update(request_id, changes={"status_code": rng.choice([200, 500])})
+        else:
+            await records.update(request_id, changes={"method": "DELETE"})
+    assert await drift(pg_clean) == []
+
+
+async def test_events_and_rollups_commit_or_roll_back_together(pg_clean: AsyncEngine) -> None:
+    sessions = build_sessionmaker(pg_clean)
+    rollups = PostgresRollups(sessions)
+
+    async def fails_after_upkeep(session, batch) -> None:  # noqa: ANN001
+        await rollups.stored(session, batch)
+        raise RuntimeError("the write fails after the rollups were updated")
+
+    await PostgresIngest(sessions, on_stored=rollups.stored).store(batch_of(random_events(4, 50)))
+    with pytest.raises(RuntimeError):
+        await PostgresIngest(sessions, on_stored=fails_after_upkeep).store(
+            batch_of(random_events(5, 20))
+        )
+    assert await drift(pg_clean) == []
+    async with pg_clean.connect() as connection:
+        assert (await connection.execute(text("SELECT count(*) FROM api_requests"))).scalar() == 50
+
+
+async def test_concurrent_ingests_on_the_same_keys_neither_deadlock_nor_lose_counts(
+    pg_url: str, pg_clean: AsyncEngine
+) -> None:
+    engine = build_engine(pg_url, pool_size=6, max_overflow=0)
+    try:
+        sessions = build_sessionmaker(engine)
+        rollups = PostgresRollups(sessions)
+        ingest = PostgresIngest(sessions, on_stored=rollups.stored)
+        records = PostgresRecords(sessions, hooks=rollups)
+        batches = []
+        for seed in range(12):
+            events = random_events(100 + seed, 200)
+            random.Random(seed).shuffle(events)
+            batches.append(batch_of(events))
+        created = [
+            ApiRequestData(
+                time=T0 + timedelta(hours=i), service="a", endpoint="/x", method="GET",
+                status_code=200, latency_ms=i,
+            )
+            for i in range(12)
+        ]
+        await asyncio.gather(
+            *(ingest.store(batch) for batch in batches),
+            *(records.create(item) for item in created),
+        )
+    finally:
+        await engine.dispose()
+    assert await drift(pg_clean) == []
+
+
+async def test_refresh_rebuilds_a_window_after_a_load_behind_the_service(
+    pg_clean: AsyncEngine, ports
+) -> None:
+    ingest, _, analytics = ports
+    through_service = random_events(6, 100)
+    await ingest.store(batch_of(through_service))
+    behind = random_events(7, 100)
+    # A bulk load straight into the table: no rollup upkeep runs.
+    async with pg_clean.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO api_requests (time, service, endpoint, method, status_code, "
+                "latency_ms) VALUES (:time, :service, :endpoint, :method, :status_code, "
+                ":latency_ms)"
+            ),
+            [e._asdict() for e in behind],
+        )
+    assert await drift(pg_clean) != []
+    events = through_service + behind
+    start, end = T0 - timedelta(days=1), T0 + timedelta(days=4)
+    hourly = await analytics.refresh("hourly", start=start, end=end)
+    daily = await analytics.refresh("daily", start=start, end=end)
+    assert hourly.refreshed and daily.refreshed
+    assert "hourly" in hourly.message and "rows" in hourly.message
+    assert await drift(pg_clean) == []
+    query = KpiQuery(start=T0 + timedelta(minutes=17), end=T0 + timedelta(days=2, minutes=3))
+    assert_same(await analytics.kpis(query), ref.kpis(events, query))
+
+
+async def test_refresh_touches_only_its_window(pg_clean: AsyncEngine, ports) -> None:
+    ingest, _, analytics = ports
+    await ingest.store(batch_of(random_events(8, 200)))
+    async with pg_clean.begin() as connection:
+        await connection.execute(text("UPDATE api_requests_hourly_rollup SET hits = hits + 1000"))
+    # The bucket holding `start` is rebuilt whole; the hours outside stay as they were.
+    result = await analytics.refresh(
+        "hourly", start=T0 + timedelta(hours=5, minutes=30), end=T0 + timedelta(hours=7)
+    )
+    assert result.refreshed
+    async with pg_clean.connect() as connection:
+        stale = (
+            await connection.execute(
+                text(
+                    "SELECT DISTINCT bucket FROM api_requests_hourly_rollup WHERE hits < 1000 "
+                    "ORDER BY bucket"
+                )
+            )
+        ).scalars().all()
+    assert stale == [T0 + timedelta(hours=5), T0 + timedelta(hours=6)]
+
+
+async def test_refresh_defaults_to_the_last_seven_days(pg_clean: AsyncEngine, ports) -> None:
+    ingest, _, analytics = ports
+    now = datetime.now(UTC)
+    await ingest.store(batch_of([Event(now - timedelta(days=10), "a", "/x", "GET", 200, 1)]))
+    await ingest.store(batch_of([Event(now - timedelta(days=1), "a", "/x", "GET", 200, 1)]))
+    async with pg_clean.begin() as connection:
+        await connection.execute(text("DELETE FROM api_requests_daily_rollup"))
+    await analytics.refresh("daily", start=None, end=None)
+    async with pg_clean.connect() as connection:
+        rows = (
+            await connection.execute(text("SELECT count(*) FROM api_requests_daily_rollup"))
+        ).scalar()
+    assert rows == 1
+
+
+async def test_http_endpoints_on_the_plain_backend(pg_client: AsyncTestClient) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    events = [
+        {"time": (now - timedelta(minutes=m)).isoformat(), "service": "billing",
+         "endpoint": "/pay", "method": "post", "status_code": 500 if m % 4 == 0 else 200,
+         "latency_ms": m}
+        for m in range(1, 90)
+    ]
+    stored = await pg_client.post("/api/requests/ingest/", json=events)
+    assert stored.status_code == 200 and stored.json()["inserted"] == len(events)
+
+    kpis = (await pg_client.get("/api/requests/kpis")).json()
+    assert kpis["hits"] == len(events) and kpis["errors"] == 22
+    assert kpis["max_latency_ms"] == 89 and kpis["source"] in ("hourly", "raw")
+    hourly = (await pg_client.get("/api/requests/hourly/", params={"service": "billing"})).json()
+    assert sum(row["hits"] for row in hourly) == len(events)
+    assert hourly[0]["bucket"].endswith(":00:00Z")
+    daily = (await pg_client.get("/api/requests/daily/")).json()
+    assert sum(row["hits"] for row in daily) == len(events)
+    assert all(row["p95_latency_ms"] is not None for row in daily)
+    top = (await pg_client.get("/api/requests/top-endpoints/?with_p95=true")).json()
+    assert top["results"][0]["endpoint"] == "/pay"
+    assert top["results"][0]["p95_latency_ms"] is not None
+
+    record = (await pg_client.get("/api/requests/", params={"page_size": 1})).json()["results"][0]
+    assert (await pg_client.delete(f"/api/requests/{record['id']}/")).status_code == 204
+    assert (await pg_client.get("/api/requests/kpis/")).json()["hits"] == len(events) - 1
+
+
+def _tables(url: str) -> set[str]:
+    async def read() -> set[str]:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            rows = await connection.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        finally:
+            await connection.close()
+        return {row["tablename"] for row in rows}
+
+    return asyncio.run(read())
+
+
+def test_rollup_migration_downgrades_and_upgrades_again(pg_server: str) -> None:
+    url, name = asyncio.run(create_database(pg_server))
+    try:
+        upgrade(url)
+        rollups = {"api_requests_hourly_rollup", "api_requests_daily_rollup"}
+        assert rollups <= _tables(url)
+        downgrade(url, "0002")
+        assert not rollups & _tables(url) and "api_requests" in _tables(url)
+        upgrade(url)
+        assert rollups <= _tables(url)
+    finally:
+        asyncio.run(drop_database(pg_server, name))
+
+
+async def test_unknown_relations_are_refused() -> None:
+    from apm.adapters.postgres.analytics import RollupAnalytics
+
+    with pytest.raises(ValueError):
+        RollupAnalytics(
+            None,  # type: ignore[arg-type]
+            hourly="api_requests; DROP TABLE x",
+            daily="api_requests_daily",
+        )
+
+
+async def test_rollup_reads_never_scan_raw_rows_of_whole_hours(
+    pg_clean: AsyncEngine, ports
+) -> None:
+    """Only the sub-hour edges of a window touch api_requests (p95 aside)."""
+    ingest, _, analytics = ports
+    await ingest.store(batch_of(random_events(9, 300)))
+    # Events the rollups do not know of, inside whole hours of the window: a figure that
+    # read raw events for those hours would count them.
+    async with pg_clean.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO api_requests (time, service, endpoint, method, status_code, "
+                "latency_ms) VALUES (:t, 'a', '/x', 'GET', 200, 5)"
+            ),
+            {"t": T0 + timedelta(hours=30, minutes=30)},
+        )
+    start, end = T0 + timedelta(hours=2, minutes=10), T0 + timedelta(hours=60, minutes=10)
+    counted = await analytics.kpis(KpiQuery(start=start, end=end))
+    top = await analytics.top_endpoints(TopQuery(start=start, end=end))
+    raw = await analytics.kpis(KpiQuery(start=start, end=end, error_from=501))
+    assert raw.hits == counted.hits + 1
+    assert sum(row.hits for row in top.results) == counted.hits
+    rows = await analytics.hourly(RollupQuery(start=T0, end=T0 + timedelta(days=3), limit=5000))
+    assert sum(row.hits for row in rows) == 300
