@@ -5,6 +5,7 @@
 #
 #   scripts/smoke.sh                 # what `make smoke` runs
 #   APM=/path/to/apm scripts/smoke.sh
+#   SMOKE_DATABASE_URL=postgresql://... APM_BACKEND=timescale scripts/smoke.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,13 +60,15 @@ fi
 port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base_url="http://127.0.0.1:$port"
 
-# A fresh embedded database, whatever the caller's environment points at.
+# A fresh embedded database, whatever the caller's environment points at; or the database
+# SMOKE_DATABASE_URL names (e.g. a TimescaleDB server), migrated by `apm serve`.
 env -u APM_DATABASE_URL -u POSTGRES_HOST -u APM_INGEST_KEYS -u APM_INGEST_KEYS_FILE \
     -u APM_READ_KEYS -u APM_READ_KEYS_FILE \
+    ${SMOKE_DATABASE_URL:+APM_DATABASE_URL="$SMOKE_DATABASE_URL"} \
     APM_DATA_DIR="$workdir/data" APM_MAX_BODY_BYTES="$MAX_BODY_BYTES" APM_LOG_FORMAT=json \
     "$APM" serve --host 127.0.0.1 --port "$port" >"$workdir/server.log" 2>&1 &
 pid=$!
-echo "smoke: apm serve (pid $pid) on $base_url, data in $workdir/data"
+echo "smoke: apm serve (pid $pid) on $base_url"
 
 "$PYTHON" - "$base_url" "$START_TIMEOUT" "$pid" <<'EOF'
 import os, sys, time, urllib.request
