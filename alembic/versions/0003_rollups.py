@@ -17,12 +17,14 @@ branch_labels = None
 depends_on = None
 
 # Same columns as the continuous aggregates, so one analytics adapter reads both.
-# COLLATE "C": analytics order ties by code point; with the key in that collation the primary
-# key index also yields rows in the answer's order (newest bucket, then service, endpoint).
-# fillfactor 70: every ingest updates existing rows in place; spare room in each page keeps
-# those updates HOT (no index writes), as no indexed column ever changes.
-# The primary key serves the upserts, every window scan (bucket range first) and the
-# newest-first listing.
+# Rows are deltas: every ingest APPENDS its batch's figures instead of updating one row per
+# key, so concurrent writers never wait on each other's row locks (with upserts, parallel
+# ingests of the same endpoints queued on the same rows and ran into statement timeouts).
+# Readers always sum per key; a background compaction folds a key's deltas back into one row.
+# COLLATE "C": analytics order ties by code point; with the key in that collation the key
+# index also yields rows in the answer's order (newest bucket, then service, endpoint).
+# The (bucket, service, endpoint, method) index serves every window scan (bucket range first),
+# compaction and the re-derivation of edited keys.
 # The (service, endpoint, bucket) index: one service or endpoint over a long window (e.g. a
 # year of hourly rows for one endpoint), and re-deriving one day from its hourly rows after an
 # edit, would otherwise walk every pair's rows in the window.
@@ -40,9 +42,12 @@ UPGRADE = (
         status_4xx  bigint  NOT NULL,
         status_5xx  bigint  NOT NULL,
         latency_sum bigint  NOT NULL,
-        latency_max integer NOT NULL,
-        CONSTRAINT api_requests_hourly_rollup_pkey PRIMARY KEY (bucket, service, endpoint, method)
-    ) WITH (fillfactor = 70)
+        latency_max integer NOT NULL
+    )
+    """,
+    """
+    CREATE INDEX api_requests_hourly_rollup_key_idx
+        ON api_requests_hourly_rollup (bucket, service, endpoint, method)
     """,
     """
     CREATE INDEX api_requests_hourly_rollup_service_endpoint_bucket_idx
@@ -61,9 +66,12 @@ UPGRADE = (
         status_4xx  bigint  NOT NULL,
         status_5xx  bigint  NOT NULL,
         latency_sum bigint  NOT NULL,
-        latency_max integer NOT NULL,
-        CONSTRAINT api_requests_daily_rollup_pkey PRIMARY KEY (bucket, service, endpoint, method)
-    ) WITH (fillfactor = 70)
+        latency_max integer NOT NULL
+    )
+    """,
+    """
+    CREATE INDEX api_requests_daily_rollup_key_idx
+        ON api_requests_daily_rollup (bucket, service, endpoint, method)
     """,
     """
     CREATE INDEX api_requests_daily_rollup_service_endpoint_bucket_idx

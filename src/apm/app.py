@@ -21,7 +21,7 @@ from apm.adapters.engine import build_engine, build_sessionmaker
 from apm.adapters.postgres.analytics import PostgresAnalytics
 from apm.adapters.postgres.ingest import PostgresIngest
 from apm.adapters.postgres.records import PostgresRecords
-from apm.adapters.postgres.rollups import PostgresRollups
+from apm.adapters.postgres.rollups import PostgresRollups, RollupCompactor
 from apm.adapters.postgres.status import PostgresStatus
 from apm.adapters.timescale.analytics import TimescaleAnalytics
 from apm.adapters.timescale.ingest import TimescaleIngest
@@ -104,7 +104,10 @@ async def open_storage(settings: Settings) -> Storage:
     closers: list[Callable[[], Awaitable[None]]] = []
     if backend == "postgres":
         # The plain backend keeps its rollup tables inside every write transaction.
-        rollups = PostgresRollups(sessions)
+        rollups = PostgresRollups(
+            sessions, compactor=RollupCompactor(sessions, delay=settings.refresh_delay)
+        )
+        closers.append(rollups.compactor.close)
         records = PostgresRecords(sessions, hooks=rollups)
         ingest = PostgresIngest(sessions, write=settings.ingest_write, on_stored=rollups.stored)
         analytics: AnalyticsPort = PostgresAnalytics(sessions, rollups=rollups)

@@ -17,7 +17,7 @@ from apm.adapters.migrations import downgrade, upgrade
 from apm.adapters.postgres.analytics import PostgresAnalytics
 from apm.adapters.postgres.ingest import PostgresIngest
 from apm.adapters.postgres.records import PostgresRecords
-from apm.adapters.postgres.rollups import PostgresRollups
+from apm.adapters.postgres.rollups import PostgresRollups, RollupCompactor
 from apm.domain.analytics import KpiQuery, RollupQuery, TopQuery
 from apm.domain.records import ApiRequestData
 from tests.support import analytics_reference as ref
@@ -27,7 +27,8 @@ from tests.support.postgres import create_database, drop_database
 T0 = datetime(2025, 12, 14, tzinfo=UTC)
 
 # Reads both rollup tables and the events; rows (kind, bucket, service, endpoint, method,
-# figures...) where a rollup row differs from the aggregate of the raw events.
+# figures...) where a key's rollup figures (its delta rows summed) differ from the aggregate
+# of the raw events.
 DRIFT = text(
     """
     WITH hourly AS (
@@ -48,15 +49,28 @@ DRIFT = text(
                max(latency_max) AS latency_max
         FROM hourly GROUP BY 1, 2, 3, 4
     )
-    (SELECT 'hourly', * FROM hourly
-     EXCEPT ALL SELECT 'hourly', * FROM api_requests_hourly_rollup)
+    , hourly_kept AS (
+        SELECT bucket, service, endpoint, method, sum(hits) AS hits,
+               sum(status_1xx) AS status_1xx, sum(status_2xx) AS status_2xx,
+               sum(status_3xx) AS status_3xx, sum(status_4xx) AS status_4xx,
+               sum(status_5xx) AS status_5xx, sum(latency_sum) AS latency_sum,
+               max(latency_max) AS latency_max
+        FROM api_requests_hourly_rollup GROUP BY 1, 2, 3, 4
+    ), daily_kept AS (
+        SELECT bucket, service, endpoint, method, sum(hits) AS hits,
+               sum(status_1xx) AS status_1xx, sum(status_2xx) AS status_2xx,
+               sum(status_3xx) AS status_3xx, sum(status_4xx) AS status_4xx,
+               sum(status_5xx) AS status_5xx, sum(latency_sum) AS latency_sum,
+               max(latency_max) AS latency_max
+        FROM api_requests_daily_rollup GROUP BY 1, 2, 3, 4
+    )
+    (SELECT 'hourly', * FROM hourly EXCEPT ALL SELECT 'hourly', * FROM hourly_kept)
     UNION ALL
-    (SELECT 'hourly', * FROM api_requests_hourly_rollup
-     EXCEPT ALL SELECT 'hourly', * FROM hourly)
+    (SELECT 'hourly', * FROM hourly_kept EXCEPT ALL SELECT 'hourly', * FROM hourly)
     UNION ALL
-    (SELECT 'daily', * FROM daily EXCEPT ALL SELECT 'daily', * FROM api_requests_daily_rollup)
+    (SELECT 'daily', * FROM daily EXCEPT ALL SELECT 'daily', * FROM daily_kept)
     UNION ALL
-    (SELECT 'daily', * FROM api_requests_daily_rollup EXCEPT ALL SELECT 'daily', * FROM daily)
+    (SELECT 'daily', * FROM daily_kept EXCEPT ALL SELECT 'daily', * FROM daily)
     """
 )
 
@@ -321,3 +335,76 @@ async def test_rollup_reads_never_scan_raw_rows_of_whole_hours(
     assert sum(row.hits for row in top.results) == counted.hits
     rows = await analytics.hourly(RollupQuery(start=T0, end=T0 + timedelta(days=3), limit=5000))
     assert sum(row.hits for row in rows) == 300
+
+
+KEYS_AND_ROWS = text(
+    """
+    SELECT (SELECT count(*) FROM api_requests_hourly_rollup),
+           (SELECT count(*) FROM (SELECT DISTINCT bucket, service, endpoint, method
+                                  FROM api_requests_hourly_rollup) k),
+           (SELECT count(*) FROM api_requests_daily_rollup),
+           (SELECT count(*) FROM (SELECT DISTINCT bucket, service, endpoint, method
+                                  FROM api_requests_daily_rollup) k)
+    """
+)
+
+
+async def keys_and_rows(engine: AsyncEngine) -> tuple[int, int, int, int]:
+    async with engine.connect() as connection:
+        return tuple((await connection.execute(KEYS_AND_ROWS)).one())
+
+
+async def test_compaction_folds_deltas_into_one_row_per_key(pg_clean: AsyncEngine) -> None:
+    sessions = build_sessionmaker(pg_clean)
+    rollups = PostgresRollups(sessions, compactor=RollupCompactor(sessions, delay=3600))
+    ingest = PostgresIngest(sessions, on_stored=rollups.stored)
+    events = random_events(21, 300)
+    for part in range(3):
+        await ingest.store(batch_of(events[part::3]))
+    hourly_rows, hourly_keys, daily_rows, daily_keys = await keys_and_rows(pg_clean)
+    assert hourly_rows > hourly_keys and daily_rows > daily_keys
+    assert await drift(pg_clean) == []
+
+    await rollups.compactor.flush()
+    assert await keys_and_rows(pg_clean) == (hourly_keys, hourly_keys, daily_keys, daily_keys)
+    assert await drift(pg_clean) == []
+    await rollups.compactor.close()
+
+
+async def test_writes_edits_and_compaction_at_once_stay_exact(pg_clean: AsyncEngine) -> None:
+    """Concurrent appends, re-derivations after edits and compactions never double count."""
+    sessions = build_sessionmaker(pg_clean)
+    rollups = PostgresRollups(sessions, compactor=RollupCompactor(sessions, delay=3600))
+    ingest = PostgresIngest(sessions, on_stored=rollups.stored)
+    records = PostgresRecords(sessions, hooks=rollups)
+    events = random_events(22, 400)
+    stored = [
+        await records.create(
+            ApiRequestData(time=e.time, service=e.service, endpoint=e.endpoint, method=e.method,
+                           status_code=e.status_code, latency_ms=e.latency_ms)
+        )
+        for e in events[:20]
+    ]
+
+    async def edits() -> None:
+        for record in stored[:10]:
+            await records.update(record.id, changes={"latency_ms": record.latency_ms + 7})
+        for record in stored[10:15]:
+            await records.delete(record.id)
+
+    async def compactions() -> None:
+        for _ in range(6):
+            rollups.compactor.touched(range(_hour(T0) - 24, _hour(T0) + 24 * 4))
+            await rollups.compactor.flush()
+
+    await asyncio.gather(
+        *(ingest.store(batch_of(events[20 + i :: 6])) for i in range(6)), edits(), compactions()
+    )
+    assert await drift(pg_clean) == []
+    await rollups.compactor.flush()
+    assert await drift(pg_clean) == []
+    await rollups.compactor.close()
+
+
+def _hour(moment: datetime) -> int:
+    return moment.toordinal() * 24 + moment.hour

@@ -474,13 +474,22 @@ def endpoint_p95(*, start: datetime, end: datetime, method: str | None) -> Selec
 
 
 # --- plain-PostgreSQL upkeep ---------------------------------------------------------------
-# Writers take row locks in one global order (hourly rows by key, then daily rows by key), so
-# concurrent ingests and edits never deadlock on the rollups.
+# Ingest appends delta rows; readers sum per key. Statements that DELETE delta rows and write
+# their replacement (compaction, re-derivation after an edit) first take the table's advisory
+# lock, so they never run interleaved: otherwise one could skip rows another just folded and
+# count them twice.
 
-# Adds per-key figures (parallel arrays, sorted by key) to the hourly rollup; no rows.
-UPSERT_HOURLY = text(
+# Takes the hourly (:key 1) or daily (:key 2) rollup's upkeep lock until the transaction ends;
+# one row (void).
+UPKEEP_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('apm.rollups'), :key)")
+HOURLY_LOCK_KEY = 1
+DAILY_LOCK_KEY = 2
+
+# Appends per-key figures (parallel arrays) to the hourly rollup as new delta rows; no rows.
+# No ON CONFLICT: appending takes no row locks, so concurrent ingests never wait on each other.
+APPEND_HOURLY = text(
     """
-    INSERT INTO api_requests_hourly_rollup AS r
+    INSERT INTO api_requests_hourly_rollup
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
          status_4xx, status_5xx, latency_sum, latency_max)
     SELECT *
@@ -492,22 +501,14 @@ UPSERT_HOURLY = text(
         CAST(:status_5xx AS bigint[]), CAST(:latency_sum AS bigint[]),
         CAST(:latency_max AS integer[])
     )
-    ON CONFLICT (bucket, service, endpoint, method) DO UPDATE SET
-        hits        = r.hits + EXCLUDED.hits,
-        status_1xx  = r.status_1xx + EXCLUDED.status_1xx,
-        status_2xx  = r.status_2xx + EXCLUDED.status_2xx,
-        status_3xx  = r.status_3xx + EXCLUDED.status_3xx,
-        status_4xx  = r.status_4xx + EXCLUDED.status_4xx,
-        status_5xx  = r.status_5xx + EXCLUDED.status_5xx,
-        latency_sum = r.latency_sum + EXCLUDED.latency_sum,
-        latency_max = GREATEST(r.latency_max, EXCLUDED.latency_max)
     """
 )
 
-# Adds per-key figures (parallel arrays, sorted by key) to the daily rollup; no rows.
-UPSERT_DAILY = text(
+# Appends per-key figures (parallel arrays) to the daily rollup as new delta rows; no rows.
+# No ON CONFLICT: appending takes no row locks, so concurrent ingests never wait on each other.
+APPEND_DAILY = text(
     """
-    INSERT INTO api_requests_daily_rollup AS r
+    INSERT INTO api_requests_daily_rollup
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
          status_4xx, status_5xx, latency_sum, latency_max)
     SELECT *
@@ -519,22 +520,59 @@ UPSERT_DAILY = text(
         CAST(:status_5xx AS bigint[]), CAST(:latency_sum AS bigint[]),
         CAST(:latency_max AS integer[])
     )
-    ON CONFLICT (bucket, service, endpoint, method) DO UPDATE SET
-        hits        = r.hits + EXCLUDED.hits,
-        status_1xx  = r.status_1xx + EXCLUDED.status_1xx,
-        status_2xx  = r.status_2xx + EXCLUDED.status_2xx,
-        status_3xx  = r.status_3xx + EXCLUDED.status_3xx,
-        status_4xx  = r.status_4xx + EXCLUDED.status_4xx,
-        status_5xx  = r.status_5xx + EXCLUDED.status_5xx,
-        latency_sum = r.latency_sum + EXCLUDED.latency_sum,
-        latency_max = GREATEST(r.latency_max, EXCLUDED.latency_max)
     """
 )
 
-# Reads api_requests for the given hourly keys (arrays :bucket, :service, :endpoint, :method)
-# and sets those hourly rollup rows to the exact figures, deleting the keys left without
-# events; no rows. The caller has locked the keys first (an upsert of zeros), so the events
-# read here include every committed write to those hours.
+# Folds the hourly rollup's delta rows with a bucket in [:start, :end) into one row per key;
+# no rows. One statement, so the rows it deletes and the sums it writes come from one snapshot:
+# deltas committed meanwhile are neither deleted nor counted, and stay as they are.
+COMPACT_HOURLY = text(
+    """
+    WITH gone AS (
+        DELETE FROM api_requests_hourly_rollup
+        WHERE bucket >= :start AND bucket < :end
+        RETURNING *
+    )
+    INSERT INTO api_requests_hourly_rollup
+        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+         status_4xx, status_5xx, latency_sum, latency_max)
+    SELECT bucket, service, endpoint, method, sum(hits), sum(status_1xx), sum(status_2xx),
+           sum(status_3xx), sum(status_4xx), sum(status_5xx), sum(latency_sum),
+           max(latency_max)
+    FROM gone
+    GROUP BY 1, 2, 3, 4
+    -- Rows of one bucket end up side by side on disk: a window then reads few pages.
+    ORDER BY 1, 2, 3, 4
+    """
+)
+
+# Folds the daily rollup's delta rows with a bucket in [:start, :end) into one row per key;
+# no rows. One statement, so the rows it deletes and the sums it writes come from one snapshot:
+# deltas committed meanwhile are neither deleted nor counted, and stay as they are.
+COMPACT_DAILY = text(
+    """
+    WITH gone AS (
+        DELETE FROM api_requests_daily_rollup
+        WHERE bucket >= :start AND bucket < :end
+        RETURNING *
+    )
+    INSERT INTO api_requests_daily_rollup
+        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+         status_4xx, status_5xx, latency_sum, latency_max)
+    SELECT bucket, service, endpoint, method, sum(hits), sum(status_1xx), sum(status_2xx),
+           sum(status_3xx), sum(status_4xx), sum(status_5xx), sum(latency_sum),
+           max(latency_max)
+    FROM gone
+    GROUP BY 1, 2, 3, 4
+    -- Rows of one bucket end up side by side on disk: a window then reads few pages.
+    ORDER BY 1, 2, 3, 4
+    """
+)
+
+# Reads api_requests for the given hourly keys (arrays :bucket, :service, :endpoint, :method),
+# deletes those keys' hourly delta rows and writes one exact row per key that still has
+# events; no rows. One statement: the events read and the deltas deleted are one snapshot, so
+# deltas of writes committed meanwhile stay, and so do their events' figures.
 RECOMPUTE_HOURLY = text(
     """
     WITH keys AS (
@@ -542,11 +580,19 @@ RECOMPUTE_HOURLY = text(
         FROM unnest(CAST(:bucket AS timestamptz[]), CAST(:service AS text[]),
                     CAST(:endpoint AS text[]), CAST(:method AS text[]))
              AS k(bucket, service, endpoint, method)
-    ), figures AS (
-        SELECT k.bucket, k.service, k.endpoint, k.method, f.*
-        FROM keys k
-        CROSS JOIN LATERAL (
-            SELECT count(*) AS hits,
+    ), gone AS (
+        DELETE FROM api_requests_hourly_rollup r
+        USING keys k
+        WHERE r.bucket = k.bucket AND r.service = k.service
+          AND r.endpoint = k.endpoint AND r.method = k.method
+    )
+    INSERT INTO api_requests_hourly_rollup
+        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+         status_4xx, status_5xx, latency_sum, latency_max)
+    SELECT k.bucket, k.service, k.endpoint, k.method, f.*
+    FROM keys k
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS hits,
                    count(*) FILTER (WHERE e.status_code < 200) AS status_1xx,
                    count(*) FILTER (WHERE e.status_code >= 200 AND e.status_code < 300)
                        AS status_2xx,
@@ -557,31 +603,17 @@ RECOMPUTE_HOURLY = text(
                    count(*) FILTER (WHERE e.status_code >= 500) AS status_5xx,
                    COALESCE(sum(e.latency_ms), 0) AS latency_sum,
                    COALESCE(max(e.latency_ms), 0) AS latency_max
-            FROM api_requests e
-            WHERE e.service = k.service AND e.endpoint = k.endpoint AND e.method = k.method
-              AND e.time >= k.bucket AND e.time < k.bucket + INTERVAL '1 hour'
-        ) f
-    ), emptied AS (
-        DELETE FROM api_requests_hourly_rollup r
-        USING figures f
-        WHERE f.hits = 0
-          AND r.bucket = f.bucket AND r.service = f.service
-          AND r.endpoint = f.endpoint AND r.method = f.method
-    )
-    UPDATE api_requests_hourly_rollup r
-    SET hits = f.hits, status_1xx = f.status_1xx, status_2xx = f.status_2xx,
-        status_3xx = f.status_3xx, status_4xx = f.status_4xx, status_5xx = f.status_5xx,
-        latency_sum = f.latency_sum, latency_max = f.latency_max
-    FROM figures f
+        FROM api_requests e
+        WHERE e.service = k.service AND e.endpoint = k.endpoint AND e.method = k.method
+          AND e.time >= k.bucket AND e.time < k.bucket + INTERVAL '1 hour'
+    ) f
     WHERE f.hits > 0
-      AND r.bucket = f.bucket AND r.service = f.service
-      AND r.endpoint = f.endpoint AND r.method = f.method
     """
 )
 
 # Reads the hourly rollup for the given daily keys (arrays :bucket, :service, :endpoint,
-# :method) and sets those daily rollup rows to the sums of their 24 hours, deleting the keys
-# left empty; no rows. The caller has locked the keys first.
+# :method), deletes those keys' daily delta rows and writes the sums of their 24 hours (keys
+# left without events get no row); no rows. One snapshot, as for RECOMPUTE_HOURLY.
 RECOMPUTE_DAILY = text(
     """
     WITH keys AS (
@@ -589,37 +621,31 @@ RECOMPUTE_DAILY = text(
         FROM unnest(CAST(:bucket AS timestamptz[]), CAST(:service AS text[]),
                     CAST(:endpoint AS text[]), CAST(:method AS text[]))
              AS k(bucket, service, endpoint, method)
-    ), figures AS (
-        SELECT k.bucket, k.service, k.endpoint, k.method, f.*
-        FROM keys k
-        CROSS JOIN LATERAL (
-            SELECT COALESCE(sum(h.hits), 0) AS hits,
-                   COALESCE(sum(h.status_1xx), 0) AS status_1xx,
-                   COALESCE(sum(h.status_2xx), 0) AS status_2xx,
-                   COALESCE(sum(h.status_3xx), 0) AS status_3xx,
-                   COALESCE(sum(h.status_4xx), 0) AS status_4xx,
-                   COALESCE(sum(h.status_5xx), 0) AS status_5xx,
-                   COALESCE(sum(h.latency_sum), 0) AS latency_sum,
-                   COALESCE(max(h.latency_max), 0) AS latency_max
-            FROM api_requests_hourly_rollup h
-            WHERE h.service = k.service AND h.endpoint = k.endpoint AND h.method = k.method
-              AND h.bucket >= k.bucket AND h.bucket < k.bucket + INTERVAL '24 hours'
-        ) f
-    ), emptied AS (
+    ), gone AS (
         DELETE FROM api_requests_daily_rollup r
-        USING figures f
-        WHERE f.hits = 0
-          AND r.bucket = f.bucket AND r.service = f.service
-          AND r.endpoint = f.endpoint AND r.method = f.method
+        USING keys k
+        WHERE r.bucket = k.bucket AND r.service = k.service
+          AND r.endpoint = k.endpoint AND r.method = k.method
     )
-    UPDATE api_requests_daily_rollup r
-    SET hits = f.hits, status_1xx = f.status_1xx, status_2xx = f.status_2xx,
-        status_3xx = f.status_3xx, status_4xx = f.status_4xx, status_5xx = f.status_5xx,
-        latency_sum = f.latency_sum, latency_max = f.latency_max
-    FROM figures f
+    INSERT INTO api_requests_daily_rollup
+        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+         status_4xx, status_5xx, latency_sum, latency_max)
+    SELECT k.bucket, k.service, k.endpoint, k.method, f.*
+    FROM keys k
+    CROSS JOIN LATERAL (
+        SELECT COALESCE(sum(h.hits), 0) AS hits,
+               COALESCE(sum(h.status_1xx), 0) AS status_1xx,
+               COALESCE(sum(h.status_2xx), 0) AS status_2xx,
+               COALESCE(sum(h.status_3xx), 0) AS status_3xx,
+               COALESCE(sum(h.status_4xx), 0) AS status_4xx,
+               COALESCE(sum(h.status_5xx), 0) AS status_5xx,
+               COALESCE(sum(h.latency_sum), 0) AS latency_sum,
+               COALESCE(max(h.latency_max), 0) AS latency_max
+        FROM api_requests_hourly_rollup h
+        WHERE h.service = k.service AND h.endpoint = k.endpoint AND h.method = k.method
+          AND h.bucket >= k.bucket AND h.bucket < k.bucket + INTERVAL '24 hours'
+    ) f
     WHERE f.hits > 0
-      AND r.bucket = f.bucket AND r.service = f.service
-      AND r.endpoint = f.endpoint AND r.method = f.method
     """
 )
 

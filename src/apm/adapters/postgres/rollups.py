@@ -1,20 +1,25 @@
 """Upkeep of the plain-PostgreSQL rollup tables (api_requests_hourly_rollup, _daily_rollup).
 
 The tables are changed inside the transaction that changes the events, so they are exact
-whenever a reader can see the events: ingest adds the batch's figures; an edit or delete,
-which cannot take a maximum back, re-derives the touched keys; a manual refresh rebuilds a
-window from the raw events (after loads that bypass the service).
+whenever a reader can see the events: ingest appends the batch's figures as delta rows; an
+edit or delete, which cannot take a maximum back, re-derives the touched keys; a manual
+refresh rebuilds a window from the raw events (after loads that bypass the service).
 
-Row locks are always taken in one global order, hourly keys before daily keys and each set
-sorted by key, so concurrent writers queue instead of deadlocking.
+Appending takes no row locks, so concurrent ingests never queue on the same keys. Readers sum
+per key, so the number of delta rows never changes an answer, only its cost: a background
+compaction folds the deltas of the buckets that writes touched back into one row per key, a
+moment after the writes (see RollupCompactor).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Literal
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apm.adapters.errors import translating
@@ -23,6 +28,8 @@ from apm.adapters.postgres.records import RecordHooks
 from apm.domain.analytics import DAY, HOUR, RefreshResult, ceil_to, floor_to, refresh_window
 from apm.domain.ingest import EventBatch
 from apm.domain.records import ApiRequest
+
+log = structlog.get_logger("apm.rollups")
 
 # (bucket number, service, endpoint, method): hours or days since 0001-01-01 UTC. Numbers
 # order like the bucket times and cost far less than a datetime per event; datetimes are made
@@ -101,8 +108,8 @@ def key_params(keys: Iterable[Key], start: Callable[[int], datetime]) -> dict[st
     }
 
 
-def upsert_params(cells: dict[Key, Figures], start: Callable[[int], datetime]) -> dict[str, list]:
-    """Parallel arrays in key order: the order in which the upsert locks rows."""
+def append_params(cells: dict[Key, Figures], start: Callable[[int], datetime]) -> dict[str, list]:
+    """Parallel arrays in key order (rows of one bucket land side by side)."""
     ordered = sorted(cells.items())
     params = key_params((key for key, _ in ordered), start)
     for i, name in enumerate(_FIGURES):
@@ -119,19 +126,103 @@ def _figures_of(record: ApiRequest) -> tuple:
     return (_hour_key(record), record.status_code, record.latency_ms)
 
 
+class RollupCompactor:
+    """Folds delta rows back into one row per key, in the background, after writes.
+
+    Writes report the UTC hours they touched; a moment later (`delay` seconds, which also
+    gathers the writes of that moment into one pass) one task compacts those hours and their
+    days, each range in its own short transaction. Compaction never changes an answer, so a
+    failure is only logged and the range is retried with the next write.
+    """
+
+    def __init__(self, sessions: async_sessionmaker, *, delay: float = 2.0) -> None:
+        self._sessions = sessions
+        self._delay = delay
+        self._hours: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def touched(self, hours: Iterable[int]) -> None:
+        self._hours.update(hours)
+        if self._closed or (self._task is not None and not self._task.done()):
+            return
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="apm.rollups.compactor"
+        )
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self._delay)
+        # Shielded: shutdown must not leave a compaction half done; close() waits for it.
+        await asyncio.shield(self.flush_logged())
+
+    async def flush_logged(self) -> None:
+        try:
+            await self.flush()
+        except Exception as error:
+            log.warning("rollups.compaction_failed", error=type(error).__name__,
+                        reason=str(getattr(error, "reason", error))[:200])
+
+    @translating
+    async def flush(self) -> None:
+        """Compact every touched range now; on failure the ranges stay pending and it raises."""
+        hours, self._hours = self._hours, set()
+        if not hours:
+            return
+        try:
+            for first, last in _runs(sorted(hours)):
+                await self._compact(q.HOURLY_LOCK_KEY, q.COMPACT_HOURLY,
+                                    _hour_start(first), _hour_start(last + 1))
+            for first, last in _runs(sorted({hour // 24 for hour in hours})):
+                await self._compact(q.DAILY_LOCK_KEY, q.COMPACT_DAILY,
+                                    _day_start(first), _day_start(last + 1))
+        except BaseException:
+            self._hours |= hours
+            raise
+
+    async def _compact(self, key: int, statement, start: datetime, end: datetime) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(q.UPKEEP_LOCK, {"key": key})
+            await session.execute(statement, {"start": start, "end": end})
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        await self.flush_logged()
+
+
+def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
+    """Consecutive runs of sorted numbers, as (first, last)."""
+    first = last = numbers[0]
+    for number in numbers[1:]:
+        if number != last + 1:
+            yield first, last
+            first = number
+        last = number
+    yield first, last
+
+
 class PostgresRollups(RecordHooks):
     """Keeps the plain rollup tables exact; also the plain backend's manual refresh."""
 
-    def __init__(self, sessions: async_sessionmaker) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker, *, compactor: RollupCompactor | None = None
+    ) -> None:
         self._sessions = sessions
+        self.compactor = compactor or RollupCompactor(sessions)
 
     async def stored(self, session: AsyncSession, batch: EventBatch) -> None:
-        """Add a just-written batch (same transaction)."""
+        """Append a just-written batch's figures (same transaction)."""
         hours = hour_cells(batch)
         if not hours:
             return
-        await session.execute(q.UPSERT_HOURLY, upsert_params(hours, _hour_start))
-        await session.execute(q.UPSERT_DAILY, upsert_params(day_cells(hours), _day_start))
+        await session.execute(q.APPEND_HOURLY, append_params(hours, _hour_start))
+        await session.execute(q.APPEND_DAILY, append_params(day_cells(hours), _day_start))
+        # Compaction runs a moment later, in its own transactions, after this one committed.
+        self.compactor.touched({key[0] for key in hours})
 
     async def changed(
         self, session: AsyncSession, *, before: ApiRequest | None, after: ApiRequest | None
@@ -143,13 +234,10 @@ class PostgresRollups(RecordHooks):
             return
         hours = sorted({_hour_key(r) for r in (before, after) if r is not None})
         days = sorted({(k[0] // 24, *k[1:]) for k in hours})
-        # Lock (creating if need be) before reading, so the recomputation sees every write
-        # committed to these keys; zeros leave existing figures as they are.
-        zeros = {key: [0] * len(_FIGURES) for key in hours}
-        await session.execute(q.UPSERT_HOURLY, upsert_params(zeros, _hour_start))
+        # Not interleaved with a compaction of the same rows (see analytics_queries).
+        await session.execute(q.UPKEEP_LOCK, {"key": q.HOURLY_LOCK_KEY})
+        await session.execute(q.UPKEEP_LOCK, {"key": q.DAILY_LOCK_KEY})
         await session.execute(q.RECOMPUTE_HOURLY, key_params(hours, _hour_start))
-        zeros = {key: [0] * len(_FIGURES) for key in days}
-        await session.execute(q.UPSERT_DAILY, upsert_params(zeros, _day_start))
         await session.execute(q.RECOMPUTE_DAILY, key_params(days, _day_start))
 
     @translating
@@ -172,6 +260,10 @@ class PostgresRollups(RecordHooks):
         )
         window = {"start": lo, "end": hi}
         async with self._sessions.begin() as session:
+            await session.execute(
+                q.UPKEEP_LOCK,
+                {"key": q.HOURLY_LOCK_KEY if granularity == "hourly" else q.DAILY_LOCK_KEY},
+            )
             await session.execute(lock)
             await session.execute(clear, window)
             written = (await session.execute(rebuild, window)).rowcount
