@@ -485,41 +485,47 @@ UPKEEP_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('apm.rollups'), :key)"
 HOURLY_LOCK_KEY = 1
 DAILY_LOCK_KEY = 2
 
-# Appends per-key figures (parallel arrays) to the hourly rollup as new delta rows; no rows.
-# No ON CONFLICT: appending takes no row locks, so concurrent ingests never wait on each other.
-APPEND_HOURLY = text(
+# Reads the parallel arrays of one written batch (:time, :service, :endpoint, :method,
+# :status_code, :latency_ms) and appends its figures per key to the hourly rollup and per day
+# to the daily rollup, as new delta rows; no rows. The database aggregates the batch (one
+# round trip, no per-event work in the service), and appending takes no row locks, so
+# concurrent ingests never wait on each other.
+APPEND_BATCH = text(
     """
-    INSERT INTO api_requests_hourly_rollup
-        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
-         status_4xx, status_5xx, latency_sum, latency_max)
-    SELECT *
-    FROM unnest(
-        CAST(:bucket AS timestamptz[]), CAST(:service AS text[]),
-        CAST(:endpoint AS text[]), CAST(:method AS text[]),
-        CAST(:hits AS bigint[]), CAST(:status_1xx AS bigint[]), CAST(:status_2xx AS bigint[]),
-        CAST(:status_3xx AS bigint[]), CAST(:status_4xx AS bigint[]),
-        CAST(:status_5xx AS bigint[]), CAST(:latency_sum AS bigint[]),
-        CAST(:latency_max AS integer[])
+    WITH cells AS (
+        SELECT date_trunc('hour', e.time, 'UTC') AS bucket, e.service, e.endpoint, e.method,
+               count(*) AS hits,
+               count(*) FILTER (WHERE e.status_code < 200) AS status_1xx,
+               count(*) FILTER (WHERE e.status_code >= 200 AND e.status_code < 300)
+                   AS status_2xx,
+               count(*) FILTER (WHERE e.status_code >= 300 AND e.status_code < 400)
+                   AS status_3xx,
+               count(*) FILTER (WHERE e.status_code >= 400 AND e.status_code < 500)
+                   AS status_4xx,
+               count(*) FILTER (WHERE e.status_code >= 500) AS status_5xx,
+               sum(e.latency_ms) AS latency_sum,
+               max(e.latency_ms) AS latency_max
+        FROM unnest(
+            CAST(:time AS timestamptz[]), CAST(:service AS text[]),
+            CAST(:endpoint AS text[]), CAST(:method AS text[]),
+            CAST(:status_code AS integer[]), CAST(:latency_ms AS bigint[])
+        ) AS e(time, service, endpoint, method, status_code, latency_ms)
+        GROUP BY 1, 2, 3, 4
+    ), hourly AS (
+        INSERT INTO api_requests_hourly_rollup
+            (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+             status_4xx, status_5xx, latency_sum, latency_max)
+        SELECT * FROM cells ORDER BY 1, 2, 3, 4
     )
-    """
-)
-
-# Appends per-key figures (parallel arrays) to the daily rollup as new delta rows; no rows.
-# No ON CONFLICT: appending takes no row locks, so concurrent ingests never wait on each other.
-APPEND_DAILY = text(
-    """
     INSERT INTO api_requests_daily_rollup
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
          status_4xx, status_5xx, latency_sum, latency_max)
-    SELECT *
-    FROM unnest(
-        CAST(:bucket AS timestamptz[]), CAST(:service AS text[]),
-        CAST(:endpoint AS text[]), CAST(:method AS text[]),
-        CAST(:hits AS bigint[]), CAST(:status_1xx AS bigint[]), CAST(:status_2xx AS bigint[]),
-        CAST(:status_3xx AS bigint[]), CAST(:status_4xx AS bigint[]),
-        CAST(:status_5xx AS bigint[]), CAST(:latency_sum AS bigint[]),
-        CAST(:latency_max AS integer[])
-    )
+    SELECT date_trunc('day', bucket, 'UTC'), service, endpoint, method, sum(hits),
+           sum(status_1xx), sum(status_2xx), sum(status_3xx), sum(status_4xx),
+           sum(status_5xx), sum(latency_sum), max(latency_max)
+    FROM cells
+    GROUP BY 1, 2, 3, 4
+    ORDER BY 1, 2, 3, 4
     """
 )
 

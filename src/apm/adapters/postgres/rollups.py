@@ -32,16 +32,8 @@ from apm.domain.records import ApiRequest
 log = structlog.get_logger("apm.rollups")
 
 # (bucket number, service, endpoint, method): hours or days since 0001-01-01 UTC. Numbers
-# order like the bucket times and cost far less than a datetime per event; datetimes are made
-# once per distinct bucket, when the statement's parameters are built.
+# order like the bucket times; datetimes are made once per distinct bucket.
 Key = tuple[int, str, str, str]
-# hits, status_1xx .. status_5xx, latency_sum, latency_max
-Figures = list[int]
-_HITS, _SUM, _MAX = 0, 6, 7
-_FIGURES = (
-    "hits", "status_1xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx",
-    "latency_sum", "latency_max",
-)
 
 
 def _hour_number(moment: datetime) -> int:
@@ -59,43 +51,6 @@ def _day_start(day: int) -> datetime:
     return datetime.fromordinal(day).replace(tzinfo=UTC)
 
 
-def hour_cells(batch: EventBatch) -> dict[Key, Figures]:
-    """The batch's figures per (UTC hour, service, endpoint, method)."""
-    cells: dict[Key, Figures] = {}
-    for at, service, endpoint, method, status, latency in zip(
-        batch.time, batch.service, batch.endpoint, batch.method,
-        batch.status_code, batch.latency_ms, strict=True,
-    ):
-        if at.tzinfo is not UTC:
-            at = at.astimezone(UTC)
-        key = (at.toordinal() * 24 + at.hour, service, endpoint, method)
-        cell = cells.get(key)
-        if cell is None:
-            cell = cells[key] = [0, 0, 0, 0, 0, 0, 0, 0]
-        cell[_HITS] += 1
-        cell[status // 100] += 1
-        cell[_SUM] += latency
-        if latency > cell[_MAX]:
-            cell[_MAX] = latency
-    return cells
-
-
-def day_cells(hours: dict[Key, Figures]) -> dict[Key, Figures]:
-    """Hourly cells merged into their UTC days."""
-    days: dict[Key, Figures] = {}
-    for (hour, service, endpoint, method), figures in hours.items():
-        key = (hour // 24, service, endpoint, method)
-        cell = days.get(key)
-        if cell is None:
-            days[key] = list(figures)
-            continue
-        for i in range(_MAX):
-            cell[i] += figures[i]
-        if figures[_MAX] > cell[_MAX]:
-            cell[_MAX] = figures[_MAX]
-    return days
-
-
 def key_params(keys: Iterable[Key], start: Callable[[int], datetime]) -> dict[str, list]:
     """Parallel arrays of keys, bucket numbers made into bucket start times."""
     keys = list(keys)
@@ -106,15 +61,6 @@ def key_params(keys: Iterable[Key], start: Callable[[int], datetime]) -> dict[st
         "endpoint": [k[2] for k in keys],
         "method": [k[3] for k in keys],
     }
-
-
-def append_params(cells: dict[Key, Figures], start: Callable[[int], datetime]) -> dict[str, list]:
-    """Parallel arrays in key order (rows of one bucket land side by side)."""
-    ordered = sorted(cells.items())
-    params = key_params((key for key, _ in ordered), start)
-    for i, name in enumerate(_FIGURES):
-        params[name] = [figures[i] for _, figures in ordered]
-    return params
 
 
 def _hour_key(record: ApiRequest) -> Key:
@@ -216,13 +162,19 @@ class PostgresRollups(RecordHooks):
 
     async def stored(self, session: AsyncSession, batch: EventBatch) -> None:
         """Append a just-written batch's figures (same transaction)."""
-        hours = hour_cells(batch)
-        if not hours:
+        if not len(batch):
             return
-        await session.execute(q.APPEND_HOURLY, append_params(hours, _hour_start))
-        await session.execute(q.APPEND_DAILY, append_params(day_cells(hours), _day_start))
+        await session.execute(
+            q.APPEND_BATCH,
+            {
+                "time": batch.time, "service": batch.service, "endpoint": batch.endpoint,
+                "method": batch.method, "status_code": batch.status_code,
+                "latency_ms": batch.latency_ms,
+            },
+        )
         # Compaction runs a moment later, in its own transactions, after this one committed.
-        self.compactor.touched({key[0] for key in hours})
+        self.compactor.touched(range(_hour_number(min(batch.time)),
+                                     _hour_number(max(batch.time)) + 1))
 
     async def changed(
         self, session: AsyncSession, *, before: ApiRequest | None, after: ApiRequest | None
