@@ -94,4 +94,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: TextIO 
         logger.propagate = True
     for name in _SILENCED:
         logging.getLogger(name).disabled = True
+    # Re-install the warnings hook: captureWarnings(True) does nothing when it believes it is
+    # already on, even after something else (a test runner) has put its own hook back.
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
