@@ -84,6 +84,7 @@ class RollupAnalytics:
                     "isolation_level": "REPEATABLE READ", "postgresql_readonly": True
                 }
             )
+            await session.execute(q.CUSTOM_PLANS)
             yield session
 
     @translating
