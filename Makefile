@@ -50,5 +50,10 @@ bench-servers: install
 bench-ingest: install-dev
 	$(BIN)/python benchmarks/ingest.py --ingest-only
 
+# Analytics answers against raw-only SQL (benchmarks/README.md); run by hand.
+# BENCH_ARGS="--n 10000000 --data-dir /tmp/apm-bench" keeps the loaded data for re-runs.
+bench-analytics: install
+	$(BIN)/python benchmarks/analytics.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis tests/tsengine/node_modules
