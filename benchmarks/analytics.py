@@ -340,7 +340,8 @@ async def bench(engine: AsyncEngine, url: str, args: argparse.Namespace) -> None
     end = DATA_END
     hour_floor = lambda t: t.replace(minute=0, second=0, microsecond=0)  # noqa: E731
     day_floor = lambda t: t.replace(hour=0, minute=0, second=0, microsecond=0)  # noqa: E731
-    scenarios: list[tuple[str, Callable[[], Awaitable[Any]], Callable[[], Awaitable[Any]] | None]] = []
+    Call = Callable[[], Awaitable[Any]]
+    scenarios: list[tuple[str, Call, Call | None]] = []
     for label, span in (("24 h", timedelta(hours=24)), ("7 d", timedelta(days=7)),
                         ("30 d", timedelta(days=30))):
         start = end - span
@@ -369,7 +370,9 @@ async def bench(engine: AsyncEngine, url: str, args: argparse.Namespace) -> None
     scenarios.append((
         "hourly 24 h (500 rows)",
         lambda: analytics.hourly(RollupQuery(start=hourly_start, end=end)),
-        lambda: raw.fetch(RAW_HOURLY, hour_floor(hourly_start), hour_floor(end) + timedelta(hours=1)),
+        lambda: raw.fetch(
+            RAW_HOURLY, hour_floor(hourly_start), hour_floor(end) + timedelta(hours=1)
+        ),
     ))
     daily_start = end - timedelta(days=7)
     scenarios.append((
@@ -385,7 +388,10 @@ async def bench(engine: AsyncEngine, url: str, args: argparse.Namespace) -> None
 
     print(f"\n{args.backend}, {args.n:,} events; {args.repeat} calls per scenario "
           f"({args.raw_repeat} for the raw path); milliseconds")
-    header = f"{'scenario':34} {'p50':>9} {'p95':>9} {'raw p50':>10} {'raw p95':>10} {'speed-up':>9}  same"
+    header = (
+        f"{'scenario':34} {'p50':>9} {'p95':>9} {'raw p50':>10} {'raw p95':>10}"
+        f" {'speed-up':>9}  same"
+    )
     print(header)
     print("-" * len(header))
     try:
@@ -396,7 +402,8 @@ async def bench(engine: AsyncEngine, url: str, args: argparse.Namespace) -> None
                 raw_timing, rows = await measure(raw_call, args.raw_repeat)
                 line += (
                     f" {raw_timing.p50:10.1f} {raw_timing.p95:10.1f}"
-                    f" {raw_timing.p50 / timing.p50:8.1f}x  {'yes' if agree(answer, rows) else 'NO'}"
+                    f" {raw_timing.p50 / timing.p50:8.1f}x"
+                    f"  {'yes' if agree(answer, rows) else 'NO'}"
                 )
             print(line, flush=True)
     finally:
