@@ -18,13 +18,6 @@ from apm.domain.listing import ListQuery
 # Reads nothing; answers one row (1) when the server is there.
 PROBE = text("SELECT 1")
 
-# Reads pg_extension; one row (installed bool): is TimescaleDB installed in this database?
-TIMESCALE_INSTALLED = text(
-    """
-    SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') AS installed
-    """
-)
-
 # Writes one event; returns the stored row (all record columns).
 INSERT_RECORD = text(
     """

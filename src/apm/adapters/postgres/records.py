@@ -72,7 +72,8 @@ class PostgresRecords:
     @translating
     async def get(self, request_id: int) -> ApiRequest:
         async with self._sessions() as session:
-            row = (await session.execute(queries.SELECT_RECORD, {"id": _known_id(request_id)})).first()
+            key = {"id": _known_id(request_id)}
+            row = (await session.execute(queries.SELECT_RECORD, key)).first()
         if row is None:
             raise NotFound(f"No request with id {request_id}.")
         return to_record(row)
@@ -84,7 +85,9 @@ class PostgresRecords:
     async def update(self, request_id: int, *, changes: Mapping[str, Any]) -> ApiRequest:
         async with self._sessions.begin() as session:
             before_row = (
-                await session.execute(queries.SELECT_RECORD_FOR_UPDATE, {"id": _known_id(request_id)})
+                await session.execute(
+                    queries.SELECT_RECORD_FOR_UPDATE, {"id": _known_id(request_id)}
+                )
             ).first()
             if before_row is None:
                 raise NotFound(f"No request with id {request_id}.")
@@ -98,7 +101,8 @@ class PostgresRecords:
     @translating
     async def delete(self, request_id: int) -> None:
         async with self._sessions.begin() as session:
-            row = (await session.execute(queries.DELETE_RECORD, {"id": _known_id(request_id)})).first()
+            key = {"id": _known_id(request_id)}
+            row = (await session.execute(queries.DELETE_RECORD, key)).first()
             if row is None:
                 raise NotFound(f"No request with id {request_id}.")
             await self._hooks.changed(session, before=to_record(row), after=None)

@@ -18,8 +18,3 @@ class PostgresStatus:
         async with self._engine.connect() as connection:
             await connection.execute(queries.PROBE)
 
-
-@translating
-async def timescale_installed(engine: AsyncEngine) -> bool:
-    async with engine.connect() as connection:
-        return bool((await connection.execute(queries.TIMESCALE_INSTALLED)).scalar_one())
