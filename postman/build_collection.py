@@ -1088,6 +1088,11 @@ ANALYTICS = [
          "p95_latency_ms": 39.0, "max_latency_ms": 40},
     ),
     kpis(
+        "kpis: with_p95=false skips the p95 only",
+        WINDOW + "&with_p95=false",
+        {**ALL_KPIS, "p95_latency_ms": None},
+    ),
+    kpis(
         "kpis: error_from=400 counts 4xx too",
         WINDOW + "&error_from=400",
         {**ALL_KPIS, "errors": 3, "error_rate": 0.5},
@@ -1121,6 +1126,8 @@ ANALYTICS = [
             "/api/requests/kpis/?error_from=five", tests=field_error(400, "error_from")),
     request("kpis: unknown granularity is a field error", "GET",
             "/api/requests/kpis/?granularity=weekly", tests=field_error(400, "granularity")),
+    request("kpis: with_p95 not a boolean is a field error", "GET",
+            "/api/requests/kpis/?with_p95=often", tests=field_error(400, "with_p95")),
     request("kpis: unknown method is a field error", "GET",
             "/api/requests/kpis/?method=FETCH", tests=field_error(400, "method")),
     request("kpis: start after end is a field error on start", "GET",

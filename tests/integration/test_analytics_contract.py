@@ -164,6 +164,15 @@ async def test_kpis_are_exact_with_partial_edges(
     assert_same(kpis, ref.kpis(EDGE_EVENTS, query))
 
 
+async def test_kpis_without_p95_keep_every_other_figure(backend: AnalyticsBackend) -> None:
+    await store(backend, EDGE_EVENTS)
+    query = KpiQuery(start=at(2, 30), end=at(60, 15))
+    full = await backend.analytics.kpis(query)
+    fast = await backend.analytics.kpis(msgspec.structs.replace(query, with_p95=False))
+    assert full.p95_latency_ms is not None and fast.p95_latency_ms is None
+    assert msgspec.structs.replace(full, p95_latency_ms=None) == fast
+
+
 @pytest.mark.parametrize(
     "filters",
     [{"service": "svc"}, {"endpoint": "/b"}, {"method": "POST"},

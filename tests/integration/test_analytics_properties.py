@@ -139,13 +139,16 @@ async def load(
     where=filters,
     error_from=error_thresholds,
     granularity=granularities,
+    with_p95=st.booleans(),
 )
 async def test_kpis_match_the_reference(
     analytics_backend: AnalyticsBackend, events, changes, window, where, error_from, granularity,
+    with_p95,
 ) -> None:
     held = await load(analytics_backend, events, events[:10], changes)
     query = KpiQuery(
-        start=window[0], end=window[1], error_from=error_from, granularity=granularity, **where
+        start=window[0], end=window[1], error_from=error_from, granularity=granularity,
+        with_p95=with_p95, **where,
     )
     assert_same(await analytics_backend.analytics.kpis(query), ref.kpis(held, query))
 

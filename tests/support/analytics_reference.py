@@ -157,7 +157,7 @@ def kpis(events: Sequence[Event], query: KpiQuery) -> KpiSummary:
         errors=errors,
         error_rate=errors / hits if hits else 0.0,
         avg_latency_ms=sum(latencies) / hits if hits else None,
-        p95_latency_ms=percentile_cont(latencies),
+        p95_latency_ms=percentile_cont(latencies) if query.with_p95 else None,
         max_latency_ms=max(latencies) if hits else None,
         source=expected_source(query.start, query.end, query.granularity, query.error_from),  # type: ignore[arg-type]
     )

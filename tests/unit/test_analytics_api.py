@@ -128,7 +128,7 @@ async def test_kpis_pass_every_parameter(client: AsyncTestClient, analytics: Fak
         "/api/requests/kpis/",
         params={"start": "2025-12-01", "end": "2025-12-02", "service": "billing",
                 "endpoint": "/pay", "method": "post", "error_from": "400",
-                "granularity": "daily", "unknown": "ignored"},
+                "granularity": "daily", "with_p95": "false", "unknown": "ignored"},
     )
     assert response.status_code == 200
     assert response.json() == {
@@ -139,7 +139,7 @@ async def test_kpis_pass_every_parameter(client: AsyncTestClient, analytics: Fak
         KpiQuery(
             start=datetime(2025, 12, 1, tzinfo=UTC), end=datetime(2025, 12, 3, tzinfo=UTC),
             service="billing", endpoint="/pay", method="POST", error_from=400,
-            granularity="daily",
+            granularity="daily", with_p95=False,
         )
     ]
 
@@ -173,6 +173,7 @@ async def test_top_endpoints_shape_and_options(
         ("/api/requests/daily/", {"start": "2025-12-10", "end": "2025-12-01"}, "start"),
         ("/api/requests/kpis/", {"error_from": "abc"}, "error_from"),
         ("/api/requests/kpis/", {"granularity": "minutely"}, "granularity"),
+        ("/api/requests/kpis/", {"with_p95": "sometimes"}, "with_p95"),
         ("/api/requests/top-endpoints/", {"sort_by": "name"}, "sort_by"),
         ("/api/requests/top-endpoints/", {"limit": "500"}, "limit"),
     ],

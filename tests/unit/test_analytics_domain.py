@@ -51,6 +51,13 @@ def test_default_windows_end_now() -> None:
     kpis = parse_kpi_query({}, now=NOW)
     assert (kpis.start, kpis.end) == (NOW - timedelta(hours=24), NOW)
     assert (kpis.error_from, kpis.granularity, kpis.method) == (500, "auto", None)
+    assert kpis.with_p95
+
+
+def test_kpis_may_skip_the_exact_p95() -> None:
+    assert not parse_kpi_query({"with_p95": "false"}, now=NOW).with_p95
+    assert parse_kpi_query({"with_p95": "true"}, now=NOW).with_p95
+    assert "with_p95" in errors_of(lambda p: parse_kpi_query(p, now=NOW), {"with_p95": "2"})
 
 
 def test_date_only_end_covers_the_whole_day_and_start_is_midnight() -> None:

@@ -278,7 +278,7 @@ ROLLUP_PARAMETERS = [
     query("limit", integer(minimum=1, maximum=ROLLUP_LIMIT_MAX), "Most rows (default 500)."),
 ]
 
-KPI_PARAMETERS = [
+_WINDOW_FIGURES = [
     *WINDOW_PARAMETERS,
     query("error_from", integer(minimum=100, maximum=599),
           "An event is an error when status_code >= error_from (default 500)."),
@@ -286,8 +286,14 @@ KPI_PARAMETERS = [
           "Which rollup serves the window (auto: hourly up to 48 hours, else daily)."),
 ]
 
+KPI_PARAMETERS = [
+    *_WINDOW_FIGURES,
+    query("with_p95", boolean_word(), "Compute the exact p95_latency_ms (default true). It "
+          "reads every event of the window; false skips it (p95_latency_ms is then null)."),
+]
+
 TOP_PARAMETERS = [
-    *KPI_PARAMETERS,
+    *_WINDOW_FIGURES,
     query("limit", integer(minimum=1, maximum=TOP_LIMIT_MAX), "Most rows (default 20)."),
     query("sort_by", string(enum=SORT_KEYS), "The figure to rank by (default hits)."),
     query("direction", string(enum=("asc", "desc")), "Default desc; ties by service, endpoint."),

@@ -85,6 +85,9 @@ class KpiQuery(msgspec.Struct, frozen=True, kw_only=True):
     method: str | None = None
     error_from: int = 500
     granularity: Granularity = "auto"
+    # The exact p95 reads every event of the window; a caller that does not need it can skip
+    # that cost (the other figures come from the rollups).
+    with_p95: bool = True
 
 
 class KpiSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,9 +224,19 @@ def parse_rollup_query(
     return RollupQuery(start=start, end=end, method=method, limit=limit, **fields)
 
 
+def _with_p95(params: Mapping[str, str], fields: dict[str, object], errors: Errors) -> None:
+    if params.get("with_p95"):
+        flag = parse_bool(params["with_p95"])
+        if flag is None:
+            errors["with_p95"] = ["with_p95 must be a boolean (true/false)."]
+        else:
+            fields["with_p95"] = flag
+
+
 def parse_kpi_query(params: Mapping[str, str], *, now: datetime) -> KpiQuery:
     errors: Errors = {}
     fields = _kpi_fields(params, now=now, errors=errors)
+    _with_p95(params, fields, errors)
     if errors:
         raise ValidationFailed(errors, "Invalid query parameters.")
     return KpiQuery(**fields)  # type: ignore[arg-type]
@@ -244,12 +257,7 @@ def parse_top_query(params: Mapping[str, str], *, now: datetime) -> TopQuery:
             fields["descending"] = direction.strip().lower() == "desc"
         else:
             errors["direction"] = ["direction must be asc or desc."]
-    if params.get("with_p95"):
-        flag = parse_bool(params["with_p95"])
-        if flag is None:
-            errors["with_p95"] = ["with_p95 must be a boolean (true/false)."]
-        else:
-            fields["with_p95"] = flag
+    _with_p95(params, fields, errors)
     if errors:
         raise ValidationFailed(errors, "Invalid query parameters.")
     return TopQuery(**fields)  # type: ignore[arg-type]

@@ -151,7 +151,7 @@ class RollupAnalytics:
                 )
             ).one()
             p95 = None
-            if totals.hits:
+            if totals.hits and query.with_p95:
                 p95 = (
                     await session.execute(
                         q.window_p95(start=query.start, end=query.end, **filters)
