@@ -3,6 +3,7 @@
     python benchmarks/analytics.py --n 1000000                  # embedded PostgreSQL, temp dir
     python benchmarks/analytics.py --n 10000000 --data-dir /tmp/apm-bench   # kept for re-runs
     python benchmarks/analytics.py --database-url postgresql://... --backend timescale
+    python benchmarks/analytics.py --n 200000 --timescale-test-engine   # npm TimescaleDB engine
 
 Loads N synthetic events (20 services x 50 endpoints over 30 days, ending at a fixed instant
 that is not on an hour boundary, so every window has partial edges) with binary COPY, builds
@@ -197,7 +198,15 @@ def with_database(url: str, name: str) -> str:
 
 
 @contextmanager
-def server(url: str | None, data_dir: str | None) -> Iterator[str]:
+def server(url: str | None, data_dir: str | None, *, test_engine: bool = False) -> Iterator[str]:
+    if test_engine:
+        # The TimescaleDB engine of the test suite (npm, no Docker): one in-memory database.
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.support.tsengine import start_timescale_engine
+
+        with start_timescale_engine() as engine:
+            yield engine.url
+        return
     if url is not None:
         from apm.settings import normalize_database_url
 
@@ -320,9 +329,12 @@ def agree(service: Any, raw: Any) -> bool:
 
 
 async def run(args: argparse.Namespace) -> None:
-    with server(args.database_url, args.data_dir) as server_url:
+    if args.timescale_test_engine:
+        args.backend = "timescale"
+    with server(args.database_url, args.data_dir,
+                test_engine=args.timescale_test_engine) as server_url:
         url = server_url
-        if args.database_url is None:
+        if args.database_url is None and not args.timescale_test_engine:
             url = await ensure_database(server_url, f"apm_bench_{args.n}")
         await asyncio.to_thread(upgrade, url)
         engine: AsyncEngine = build_engine(url, pool_size=2, statement_timeout_ms=0)
@@ -426,6 +438,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=("postgres", "timescale"), default="postgres")
     parser.add_argument("--data-dir", default=None,
                         help="keep the embedded server's data here for re-runs")
+    parser.add_argument("--timescale-test-engine", action="store_true",
+                        help="run against the test suite's TimescaleDB engine (npm, no Docker); "
+                             "implies --backend timescale")
     parser.add_argument("--only", action="append", default=[],
                         help="run only the scenarios whose name holds this text (repeatable)")
     parser.add_argument("--repeat", type=int, default=30, help="timed calls per scenario")

@@ -481,10 +481,11 @@ def endpoint_p95(*, start: datetime, end: datetime, method: str | None) -> Selec
 
 
 # --- plain-PostgreSQL upkeep ---------------------------------------------------------------
-# Ingest appends delta rows; readers sum per key. Statements that DELETE delta rows and write
-# their replacement (compaction, re-derivation after an edit) first take the table's advisory
-# lock, so they never run interleaved: otherwise one could skip rows another just folded and
-# count them twice.
+# Ingest appends delta rows (partition `_delta`, no indexes); readers sum per key over both
+# partitions. The `_folded` partition holds at most one row per key. Statements that DELETE
+# delta rows and write their replacement (compaction, re-derivation after an edit) first take
+# the table's advisory lock, so they never run interleaved: otherwise one could skip rows
+# another just folded and count them twice.
 
 # Takes the hourly (:key 1) or daily (:key 2) rollup's upkeep lock until the transaction ends;
 # one row (void).
@@ -492,11 +493,14 @@ UPKEEP_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('apm.rollups'), :key)"
 HOURLY_LOCK_KEY = 1
 DAILY_LOCK_KEY = 2
 
-# Reads the parallel arrays of one written batch (:time, :service, :endpoint, :method,
-# :status_code, :latency_ms) and appends its figures per key to the hourly rollup and per day
-# to the daily rollup, as new delta rows; no rows. The database aggregates the batch (one
-# round trip, no per-event work in the service), and appending takes no row locks, so
-# concurrent ingests never wait on each other.
+# Reads the columns of one written batch, each a JSON array (:time, :service, :endpoint,
+# :method, :status_code, :latency_ms), and appends its figures per key to the hourly rollup
+# and per day to the daily rollup, as new delta rows (`folded` false: the partition without
+# indexes, migration 0004); no rows. The database aggregates the
+# batch (one round trip, no per-event work in the service), and appending takes no row locks,
+# so concurrent ingests never wait on each other. JSON rather than array parameters: the
+# driver checks every element of an array parameter in Python, which cost the service more
+# than the COPY of the events themselves; a JSON text is one value.
 APPEND_BATCH = text(
     """
     WITH cells AS (
@@ -512,17 +516,24 @@ APPEND_BATCH = text(
                count(*) FILTER (WHERE e.status_code >= 500) AS status_5xx,
                sum(e.latency_ms) AS latency_sum,
                max(e.latency_ms) AS latency_max
-        FROM unnest(
-            CAST(:time AS timestamptz[]), CAST(:service AS text[]),
-            CAST(:endpoint AS text[]), CAST(:method AS text[]),
-            CAST(:status_code AS integer[]), CAST(:latency_ms AS bigint[])
-        ) AS e(time, service, endpoint, method, status_code, latency_ms)
+        FROM (
+            SELECT CAST(t AS timestamptz) AS time, s AS service, p AS endpoint, m AS method,
+                   CAST(c AS integer) AS status_code, CAST(l AS integer) AS latency_ms
+            FROM ROWS FROM (
+                json_array_elements_text(CAST(:time AS json)),
+                json_array_elements_text(CAST(:service AS json)),
+                json_array_elements_text(CAST(:endpoint AS json)),
+                json_array_elements_text(CAST(:method AS json)),
+                json_array_elements_text(CAST(:status_code AS json)),
+                json_array_elements_text(CAST(:latency_ms AS json))
+            ) AS x(t, s, p, m, c, l)
+        ) AS e
         GROUP BY 1, 2, 3, 4
     ), hourly AS (
         INSERT INTO api_requests_hourly_rollup
             (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
              status_4xx, status_5xx, latency_sum, latency_max)
-        SELECT * FROM cells ORDER BY 1, 2, 3, 4
+        SELECT * FROM cells
     )
     INSERT INTO api_requests_daily_rollup
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
@@ -532,53 +543,72 @@ APPEND_BATCH = text(
            sum(status_5xx), sum(latency_sum), max(latency_max)
     FROM cells
     GROUP BY 1, 2, 3, 4
-    ORDER BY 1, 2, 3, 4
     """
 )
 
-# Folds the hourly rollup's delta rows with a bucket in [:start, :end) into one row per key;
-# no rows. One statement, so the rows it deletes and the sums it writes come from one snapshot:
-# deltas committed meanwhile are neither deleted nor counted, and stay as they are.
+# Moves the hourly rollup's delta rows with a bucket in [:start, :end) into the folded
+# partition, adding them to the key's one folded row (an update that changes no indexed column,
+# so mostly a heap-only update); no rows. One statement, so the deltas it deletes and the sums it
+# adds come from one snapshot: deltas committed meanwhile are neither deleted nor counted.
 COMPACT_HOURLY = text(
     """
-    WITH gone AS (
-        DELETE FROM api_requests_hourly_rollup
+    WITH moved AS (
+        DELETE FROM api_requests_hourly_rollup_delta
         WHERE bucket >= :start AND bucket < :end
         RETURNING *
     )
-    INSERT INTO api_requests_hourly_rollup
+    INSERT INTO api_requests_hourly_rollup_folded AS r
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
-         status_4xx, status_5xx, latency_sum, latency_max)
+         status_4xx, status_5xx, latency_sum, latency_max, folded)
     SELECT bucket, service, endpoint, method, sum(hits), sum(status_1xx), sum(status_2xx),
            sum(status_3xx), sum(status_4xx), sum(status_5xx), sum(latency_sum),
-           max(latency_max)
-    FROM gone
+           max(latency_max), true
+    FROM moved
     GROUP BY 1, 2, 3, 4
     -- Rows of one bucket end up side by side on disk: a window then reads few pages.
     ORDER BY 1, 2, 3, 4
+    ON CONFLICT (bucket, service, endpoint, method) DO UPDATE
+    SET hits = r.hits + excluded.hits,
+        status_1xx = r.status_1xx + excluded.status_1xx,
+        status_2xx = r.status_2xx + excluded.status_2xx,
+        status_3xx = r.status_3xx + excluded.status_3xx,
+        status_4xx = r.status_4xx + excluded.status_4xx,
+        status_5xx = r.status_5xx + excluded.status_5xx,
+        latency_sum = r.latency_sum + excluded.latency_sum,
+        latency_max = greatest(r.latency_max, excluded.latency_max)
     """
 )
 
-# Folds the daily rollup's delta rows with a bucket in [:start, :end) into one row per key;
-# no rows. One statement, so the rows it deletes and the sums it writes come from one snapshot:
-# deltas committed meanwhile are neither deleted nor counted, and stay as they are.
+# Moves the daily rollup's delta rows with a bucket in [:start, :end) into the folded
+# partition, adding them to the key's one folded row (an update that changes no indexed column,
+# so mostly a heap-only update); no rows. One statement, so the deltas it deletes and the sums it
+# adds come from one snapshot: deltas committed meanwhile are neither deleted nor counted.
 COMPACT_DAILY = text(
     """
-    WITH gone AS (
-        DELETE FROM api_requests_daily_rollup
+    WITH moved AS (
+        DELETE FROM api_requests_daily_rollup_delta
         WHERE bucket >= :start AND bucket < :end
         RETURNING *
     )
-    INSERT INTO api_requests_daily_rollup
+    INSERT INTO api_requests_daily_rollup_folded AS r
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
-         status_4xx, status_5xx, latency_sum, latency_max)
+         status_4xx, status_5xx, latency_sum, latency_max, folded)
     SELECT bucket, service, endpoint, method, sum(hits), sum(status_1xx), sum(status_2xx),
            sum(status_3xx), sum(status_4xx), sum(status_5xx), sum(latency_sum),
-           max(latency_max)
-    FROM gone
+           max(latency_max), true
+    FROM moved
     GROUP BY 1, 2, 3, 4
     -- Rows of one bucket end up side by side on disk: a window then reads few pages.
     ORDER BY 1, 2, 3, 4
+    ON CONFLICT (bucket, service, endpoint, method) DO UPDATE
+    SET hits = r.hits + excluded.hits,
+        status_1xx = r.status_1xx + excluded.status_1xx,
+        status_2xx = r.status_2xx + excluded.status_2xx,
+        status_3xx = r.status_3xx + excluded.status_3xx,
+        status_4xx = r.status_4xx + excluded.status_4xx,
+        status_5xx = r.status_5xx + excluded.status_5xx,
+        latency_sum = r.latency_sum + excluded.latency_sum,
+        latency_max = greatest(r.latency_max, excluded.latency_max)
     """
 )
 
@@ -598,11 +628,12 @@ RECOMPUTE_HOURLY = text(
         USING keys k
         WHERE r.bucket = k.bucket AND r.service = k.service
           AND r.endpoint = k.endpoint AND r.method = k.method
+        RETURNING 1
     )
     INSERT INTO api_requests_hourly_rollup
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
-         status_4xx, status_5xx, latency_sum, latency_max)
-    SELECT k.bucket, k.service, k.endpoint, k.method, f.*
+         status_4xx, status_5xx, latency_sum, latency_max, folded)
+    SELECT k.bucket, k.service, k.endpoint, k.method, f.*, true
     FROM keys k
     CROSS JOIN LATERAL (
         SELECT count(*) AS hits,
@@ -620,7 +651,9 @@ RECOMPUTE_HOURLY = text(
         WHERE e.service = k.service AND e.endpoint = k.endpoint AND e.method = k.method
           AND e.time >= k.bucket AND e.time < k.bucket + INTERVAL '1 hour'
     ) f
-    WHERE f.hits > 0
+    -- Reading `gone` first runs the DELETE before any row is written: the key's folded row
+    -- is unique, and the new one must not meet the old.
+    WHERE f.hits > 0 AND (SELECT count(*) FROM gone) >= 0
     """
 )
 
@@ -639,11 +672,12 @@ RECOMPUTE_DAILY = text(
         USING keys k
         WHERE r.bucket = k.bucket AND r.service = k.service
           AND r.endpoint = k.endpoint AND r.method = k.method
+        RETURNING 1
     )
     INSERT INTO api_requests_daily_rollup
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
-         status_4xx, status_5xx, latency_sum, latency_max)
-    SELECT k.bucket, k.service, k.endpoint, k.method, f.*
+         status_4xx, status_5xx, latency_sum, latency_max, folded)
+    SELECT k.bucket, k.service, k.endpoint, k.method, f.*, true
     FROM keys k
     CROSS JOIN LATERAL (
         SELECT COALESCE(sum(h.hits), 0) AS hits,
@@ -658,7 +692,9 @@ RECOMPUTE_DAILY = text(
         WHERE h.service = k.service AND h.endpoint = k.endpoint AND h.method = k.method
           AND h.bucket >= k.bucket AND h.bucket < k.bucket + INTERVAL '24 hours'
     ) f
-    WHERE f.hits > 0
+    -- Reading `gone` first runs the DELETE before any row is written: the key's folded row
+    -- is unique, and the new one must not meet the old.
+    WHERE f.hits > 0 AND (SELECT count(*) FROM gone) >= 0
     """
 )
 
@@ -682,7 +718,7 @@ REBUILD_HOURLY = text(
     """
     INSERT INTO api_requests_hourly_rollup
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
-         status_4xx, status_5xx, latency_sum, latency_max)
+         status_4xx, status_5xx, latency_sum, latency_max, folded)
     SELECT date_trunc('hour', time, 'UTC') AS bucket, service, endpoint, method,
            count(*),
            count(*) FILTER (WHERE status_code < 200),
@@ -691,7 +727,8 @@ REBUILD_HOURLY = text(
            count(*) FILTER (WHERE status_code >= 400 AND status_code < 500),
            count(*) FILTER (WHERE status_code >= 500),
            sum(latency_ms),
-           max(latency_ms)
+           max(latency_ms),
+           true
     FROM api_requests
     WHERE time >= :start AND time < :end
     GROUP BY 1, 2, 3, 4
@@ -706,7 +743,7 @@ REBUILD_DAILY = text(
     """
     INSERT INTO api_requests_daily_rollup
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
-         status_4xx, status_5xx, latency_sum, latency_max)
+         status_4xx, status_5xx, latency_sum, latency_max, folded)
     SELECT date_trunc('day', time, 'UTC') AS bucket, service, endpoint, method,
            count(*),
            count(*) FILTER (WHERE status_code < 200),
@@ -715,7 +752,8 @@ REBUILD_DAILY = text(
            count(*) FILTER (WHERE status_code >= 400 AND status_code < 500),
            count(*) FILTER (WHERE status_code >= 500),
            sum(latency_ms),
-           max(latency_ms)
+           max(latency_ms),
+           true
     FROM api_requests
     WHERE time >= :start AND time < :end
     GROUP BY 1, 2, 3, 4

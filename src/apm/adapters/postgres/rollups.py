@@ -5,10 +5,11 @@ whenever a reader can see the events: ingest appends the batch's figures as delt
 edit or delete, which cannot take a maximum back, re-derives the touched keys; a manual
 refresh rebuilds a window from the raw events (after loads that bypass the service).
 
-Appending takes no row locks, so concurrent ingests never queue on the same keys. Readers sum
-per key, so the number of delta rows never changes an answer, only its cost: a background
-compaction folds the deltas of the buckets that writes touched back into one row per key, a
-moment after the writes (see RollupCompactor).
+Appending takes no row locks, so concurrent ingests never queue on the same keys, and the
+deltas land in a partition without indexes (migration 0004), so they cost the ingest little.
+Readers sum per key, so the number of delta rows never changes an answer, only its cost: a
+background compaction adds the deltas of the buckets that writes touched to the one folded row
+per key, a moment after the writes (see RollupCompactor).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Literal
 
+import msgspec
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -164,12 +166,15 @@ class PostgresRollups(RecordHooks):
         """Append a just-written batch's figures (same transaction)."""
         if not len(batch):
             return
+        encode = msgspec.json.encode
         await session.execute(
             q.APPEND_BATCH,
             {
-                "time": batch.time, "service": batch.service, "endpoint": batch.endpoint,
-                "method": batch.method, "status_code": batch.status_code,
-                "latency_ms": batch.latency_ms,
+                "time": encode(batch.time).decode(), "service": encode(batch.service).decode(),
+                "endpoint": encode(batch.endpoint).decode(),
+                "method": encode(batch.method).decode(),
+                "status_code": encode(batch.status_code).decode(),
+                "latency_ms": encode(batch.latency_ms).decode(),
             },
         )
         # Compaction runs a moment later, in its own transactions, after this one committed.
