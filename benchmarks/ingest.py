@@ -172,11 +172,21 @@ def database(url: str | None) -> Iterator[str]:
 async def empty_tables(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
+        # Top-level tables only: a partitioned table empties its partitions itself.
         tables = await connection.fetchval(
-            "SELECT string_agg(format('%I', tablename), ', ') FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            "SELECT string_agg(format('%I', relname), ', ') FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') "
+            "AND NOT relispartition AND relname <> 'alembic_version'"
         )
-        await connection.execute(f"TRUNCATE {tables}")
+        for attempt in range(10):
+            try:
+                await connection.execute(f"TRUNCATE {tables}")
+                break
+            except asyncpg.DeadlockDetectedError:
+                # A server still compacting the last measurement's rollup deltas.
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(0.5)
         await connection.execute("CHECKPOINT")
     finally:
         await connection.close()

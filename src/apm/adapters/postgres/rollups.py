@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 import msgspec
@@ -42,6 +42,10 @@ def _hour_number(moment: datetime) -> int:
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return moment.toordinal() * 24 + moment.hour
+
+
+# Hour number of 1970-01-01 00:00 UTC.
+_UNIX_EPOCH_HOUR = date(1970, 1, 1).toordinal() * 24
 
 
 def _hour_start(hour: int) -> datetime:
@@ -167,10 +171,11 @@ class PostgresRollups(RecordHooks):
         if not len(batch):
             return
         encode = msgspec.json.encode
+        hours = [_hour_number(moment) - _UNIX_EPOCH_HOUR for moment in batch.time]
         await session.execute(
             q.APPEND_BATCH,
             {
-                "time": encode(batch.time).decode(), "service": encode(batch.service).decode(),
+                "hour": encode(hours).decode(), "service": encode(batch.service).decode(),
                 "endpoint": encode(batch.endpoint).decode(),
                 "method": encode(batch.method).decode(),
                 "status_code": encode(batch.status_code).decode(),
@@ -178,8 +183,9 @@ class PostgresRollups(RecordHooks):
             },
         )
         # Compaction runs a moment later, in its own transactions, after this one committed.
-        self.compactor.touched(range(_hour_number(min(batch.time)),
-                                     _hour_number(max(batch.time)) + 1))
+        self.compactor.touched(
+            range(min(hours) + _UNIX_EPOCH_HOUR, max(hours) + _UNIX_EPOCH_HOUR + 1)
+        )
 
     async def changed(
         self, session: AsyncSession, *, before: ApiRequest | None, after: ApiRequest | None
