@@ -81,6 +81,9 @@ def upgrade() -> None:
         op.execute(f"DROP TABLE {table}_before_0004")
         for statement in _indexes(table, f"{table}_folded", unique=True):
             op.execute(statement)
+        # Autovacuum never analyzes a partitioned table itself; the service does it now and
+        # then (RollupCompactor), and here for the rows just moved.
+        op.execute(f"ANALYZE {table}")
 
 
 def downgrade() -> None:

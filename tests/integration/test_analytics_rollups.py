@@ -371,6 +371,27 @@ async def test_compaction_folds_deltas_into_one_row_per_key(pg_clean: AsyncEngin
     await rollups.compactor.close()
 
 
+LAST_ANALYZE = text(
+    "SELECT pg_stat_get_last_analyze_time('api_requests_hourly_rollup'::regclass), "
+    "pg_stat_get_last_analyze_time('api_requests_daily_rollup'::regclass)"
+)
+
+
+async def test_compaction_keeps_the_partitioned_tables_analyzed(pg_clean: AsyncEngine) -> None:
+    """Autovacuum never analyzes a partitioned table; the compaction does, now and then."""
+    sessions = build_sessionmaker(pg_clean)
+    rollups = PostgresRollups(sessions, compactor=RollupCompactor(sessions, delay=3600))
+    ingest = PostgresIngest(sessions, on_stored=rollups.stored)
+    async with pg_clean.connect() as connection:
+        before = (await connection.execute(LAST_ANALYZE)).one()
+    await ingest.store(batch_of(random_events(23, 50)))
+    await rollups.compactor.flush()
+    async with pg_clean.connect() as connection:
+        after = (await connection.execute(LAST_ANALYZE)).one()
+    assert all(a is not None and (b is None or a > b) for a, b in zip(after, before, strict=True))
+    await rollups.compactor.close()
+
+
 async def test_writes_edits_and_compaction_at_once_stay_exact(pg_clean: AsyncEngine) -> None:
     """Concurrent appends, re-derivations after edits and compactions never double count."""
     sessions = build_sessionmaker(pg_clean)

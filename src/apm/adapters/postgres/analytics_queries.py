@@ -699,6 +699,13 @@ RECOMPUTE_DAILY = text(
     """
 )
 
+# Refreshes the planner's statistics of the two partitioned rollup tables; no rows.
+# Autovacuum analyzes their partitions but never a partitioned table itself, and without the
+# parent's statistics the planner guesses the number of (service, endpoint) groups ~20x too
+# high and sorts a day of hourly rows instead of hashing them (top endpoints over 24 hours at
+# 10M events: ~60 ms instead of ~25 ms).
+ANALYZE_ROLLUPS = text("ANALYZE api_requests_hourly_rollup, api_requests_daily_rollup")
+
 # A rebuild waits for writers in flight and keeps new ones out until it commits: then the
 # events it reads and the increments that follow it add up exactly. Readers are not blocked.
 LOCK_HOURLY = text("LOCK TABLE api_requests_hourly_rollup IN EXCLUSIVE MODE")

@@ -15,6 +15,7 @@ per key, a moment after the writes (see RollupCompactor).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, date, datetime
@@ -87,9 +88,15 @@ class RollupCompactor:
     failure is only logged and the range is retried with the next write.
     """
 
+    # At most this often (seconds), a compaction also refreshes the rollup tables' planner
+    # statistics (see analytics_queries.ANALYZE_ROLLUPS): they hold one row per key and
+    # bucket, so they change slowly.
+    analyze_every = 600.0
+
     def __init__(self, sessions: async_sessionmaker, *, delay: float = 2.0) -> None:
         self._sessions = sessions
         self._delay = delay
+        self._analyzed_at: float | None = None
         self._hours: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -130,6 +137,14 @@ class RollupCompactor:
         except BaseException:
             self._hours |= hours
             raise
+        if self._analyzed_at is None or time.monotonic() - self._analyzed_at >= self.analyze_every:
+            await self.analyze()
+
+    async def analyze(self) -> None:
+        """Refresh the rollup tables' planner statistics now."""
+        async with self._sessions.begin() as session:
+            await session.execute(q.ANALYZE_ROLLUPS)
+        self._analyzed_at = time.monotonic()
 
     async def _compact(self, key: int, statement, start: datetime, end: datetime) -> None:
         async with self._sessions.begin() as session:
@@ -230,6 +245,7 @@ class PostgresRollups(RecordHooks):
             await session.execute(lock)
             await session.execute(clear, window)
             written = (await session.execute(rebuild, window)).rowcount
+        await self.compactor.analyze()
         return RefreshResult(
             refreshed=True,
             message=(
