@@ -371,6 +371,28 @@ async def test_compaction_folds_deltas_into_one_row_per_key(pg_clean: AsyncEngin
     await rollups.compactor.close()
 
 
+async def test_edits_re_derive_keys_that_already_have_a_folded_row(pg_clean: AsyncEngine) -> None:
+    """A key's folded row is unique: re-deriving it deletes the old row before writing anew."""
+    sessions = build_sessionmaker(pg_clean)
+    rollups = PostgresRollups(sessions, compactor=RollupCompactor(sessions, delay=3600))
+    records = PostgresRecords(sessions, hooks=rollups)
+    ingest = PostgresIngest(sessions, on_stored=rollups.stored)
+    events = random_events(24, 60)
+    await ingest.store(batch_of(events))
+    record = await records.create(
+        ApiRequestData(time=T0, service="a", endpoint="/x", method="GET", status_code=200,
+                       latency_ms=5)
+    )
+    await rollups.compactor.flush()
+    hourly_rows, hourly_keys, daily_rows, daily_keys = await keys_and_rows(pg_clean)
+    assert (hourly_rows, daily_rows) == (hourly_keys, daily_keys)  # every key folded
+    await records.update(record.id, changes={"latency_ms": 9999, "status_code": 503})
+    assert await drift(pg_clean) == []
+    await records.delete(record.id)
+    assert await drift(pg_clean) == []
+    await rollups.compactor.close()
+
+
 LAST_ANALYZE = text(
     "SELECT pg_stat_get_last_analyze_time('api_requests_hourly_rollup'::regclass), "
     "pg_stat_get_last_analyze_time('api_requests_daily_rollup'::regclass)"
