@@ -245,7 +245,10 @@ class PostgresRollups(RecordHooks):
             await session.execute(lock)
             await session.execute(clear, window)
             written = (await session.execute(rebuild, window)).rowcount
-        await self.compactor.analyze()
+        try:
+            await self.compactor.analyze()
+        except Exception as error:  # the rebuild is committed; fresh statistics are a bonus
+            log.warning("rollups.analyze_failed", error=type(error).__name__)
         return RefreshResult(
             refreshed=True,
             message=(
