@@ -337,6 +337,54 @@ async def test_rollup_reads_never_scan_raw_rows_of_whole_hours(
     assert sum(row.hits for row in rows) == 300
 
 
+# Sets a latency maximum no event has on the rollup rows of one bucket (:table names the
+# partition of folded rows, :bucket the bucket); no rows.
+MARK_ROLLUP = {
+    name: text(f"UPDATE {name} SET latency_max = 99999 WHERE bucket = :bucket")
+    for name in ("api_requests_hourly_rollup", "api_requests_daily_rollup")
+}
+
+
+async def test_edge_buckets_without_other_events_are_served_by_the_rollups(
+    pg_clean: AsyncEngine, ports
+) -> None:
+    """A partial bucket at a window's edge whose remainder holds no events has the same
+    figures as the whole bucket: its rollup row serves it instead of the raw events."""
+    ingest, _, analytics = ports
+    times = ["10:20", "10:40", "11:10", "12:10", "13:05", "13:59"]
+    await ingest.store(batch_of(
+        Event(T0 + timedelta(hours=int(t[:2]), minutes=int(t[3:])), "a", "/x", "GET", 200, 7)
+        for t in times
+    ))
+    hour = T0 + timedelta(hours=10)
+    async with pg_clean.begin() as connection:
+        await connection.execute(MARK_ROLLUP["api_requests_hourly_rollup"], {"bucket": hour})
+        await connection.execute(MARK_ROLLUP["api_requests_daily_rollup"], {"bucket": T0})
+    # [10:15, 13:30): nothing in [10:00, 10:15), so hour 10 comes from its (marked) rollup row;
+    # 13:59 lies in the rest of hour 13, so [13:00, 13:30) still comes from raw events.
+    start, end = T0 + timedelta(hours=10, minutes=15), T0 + timedelta(hours=13, minutes=30)
+    kpis = await analytics.kpis(KpiQuery(start=start, end=end, with_p95=False))
+    assert (kpis.hits, kpis.max_latency_ms, kpis.source) == (5, 99999, "hourly")
+    top = await analytics.top_endpoints(TopQuery(start=start, end=end))
+    assert [(r.hits, r.max_latency_ms) for r in top.results] == [(5, 99999)]
+    # With an event in [10:00, 10:15) the edge is raw again.
+    await ingest.store(batch_of([Event(hour + timedelta(minutes=5), "a", "/x", "GET", 200, 7)]))
+    kpis = await analytics.kpis(KpiQuery(start=start, end=end, with_p95=False))
+    assert (kpis.hits, kpis.max_latency_ms) == (5, 7)
+    # A daily window: the day of its end is served by hours and raw events while the day
+    # holds events after the end, by the day's (marked) row once it holds none.
+    async with pg_clean.begin() as connection:
+        await connection.execute(
+            text("UPDATE api_requests_hourly_rollup SET latency_max = 7 WHERE bucket = :bucket"),
+            {"bucket": hour},
+        )
+    daily = {"start": T0 - timedelta(days=3), "granularity": "daily", "with_p95": False}
+    day = await analytics.kpis(KpiQuery(end=T0 + timedelta(hours=13, minutes=30), **daily))
+    assert (day.hits, day.max_latency_ms, day.source) == (6, 7, "daily")
+    day = await analytics.kpis(KpiQuery(end=T0 + timedelta(hours=14), **daily))
+    assert (day.hits, day.max_latency_ms, day.source) == (7, 99999, "daily")
+
+
 KEYS_AND_ROWS = text(
     """
     SELECT (SELECT count(*) FROM api_requests_hourly_rollup),

@@ -23,6 +23,8 @@ from apm.domain.analytics import (
     parse_top_query,
     plan_window,
     refresh_window,
+    stretch_bounds,
+    stretch_window,
 )
 from apm.domain.errors import ValidationFailed
 from tests.support.analytics_reference import expected_source
@@ -267,6 +269,68 @@ def test_pieces_tile_the_window_exactly(
         cursor = p.end
     assert cursor == end or (start == end and plan.pieces == ())
     assert plan.source == expected_source(start, end, granularity, error_from)
+
+
+def test_stretch_bounds_are_the_enclosing_hours_or_days() -> None:
+    start, end = at("2025-12-01T10:30:00"), at("2025-12-04T12:15:00")
+    assert stretch_bounds(start, end, level="hourly") == (
+        at("2025-12-01T10:00:00"), at("2025-12-04T13:00:00")
+    )
+    assert stretch_bounds(start, end, level="daily") == (
+        at("2025-12-01T00:00:00"), at("2025-12-05T00:00:00")
+    )
+
+
+def test_a_window_stretches_only_over_time_without_events() -> None:
+    start, end = at("2025-12-01T10:30:00"), at("2025-12-04T12:15:00")
+
+    def stretched(level: str, before: str | None, after: str | None) -> tuple[str, str]:
+        wide = stretch_window(
+            start, end, level=level,  # type: ignore[arg-type]
+            last_before=None if before is None else at(before),
+            first_after=None if after is None else at(after),
+        )
+        return wide[0].isoformat()[:16], wide[1].isoformat()[:16]
+
+    # Nothing around the window: out to the day (daily level) or the hour.
+    assert stretched("daily", None, None) == ("2025-12-01T00:00", "2025-12-05T00:00")
+    assert stretched("hourly", None, None) == ("2025-12-01T10:00", "2025-12-04T13:00")
+    # Events earlier in the day but not in the edge hours: out to the hours.
+    assert stretched("daily", "2025-12-01T09:59:59", "2025-12-04T13:00:00") == (
+        "2025-12-01T10:00", "2025-12-04T13:00"
+    )
+    # An event in the edge hour, outside the window: that edge stays where it was.
+    assert stretched("daily", "2025-12-01T10:00:00", "2025-12-04T12:59:59") == (
+        "2025-12-01T10:30", "2025-12-04T12:15"
+    )
+    assert stretched("hourly", "2025-12-01T10:29:59", "2025-12-04T12:15:00") == (
+        "2025-12-01T10:30", "2025-12-04T12:15"
+    )
+
+
+@given(
+    a=_instants,
+    b=_instants,
+    events=st.lists(_instants, max_size=6),
+    level=st.sampled_from(["hourly", "daily"]),
+)
+def test_a_stretched_window_holds_the_same_events(
+    a: datetime, b: datetime, events: list[datetime], level: str
+) -> None:
+    start, end = min(a, b), max(a, b)
+    lo, hi = stretch_bounds(start, end, level=level)  # type: ignore[arg-type]
+    before = [t for t in events if lo <= t < start]
+    after = [t for t in events if end <= t < hi]
+    wide_start, wide_end = stretch_window(
+        start, end, level=level,  # type: ignore[arg-type]
+        last_before=max(before, default=None), first_after=min(after, default=None),
+    )
+    assert lo <= wide_start <= start and end <= wide_end <= hi
+    assert [t for t in events if start <= t < end] == [
+        t for t in events if wide_start <= t < wide_end
+    ]
+    for edge in (wide_start, wide_end):
+        assert edge in (start, end) or floor_to(edge, HOUR) == edge
 
 
 def test_refresh_window_defaults_to_the_last_seven_days() -> None:

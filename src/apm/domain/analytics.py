@@ -349,6 +349,38 @@ def plan_window(
     return WindowPlan(pieces=tuple(pieces), source=source)  # type: ignore[arg-type]
 
 
+def stretch_bounds(start: datetime, end: datetime, *, level: Source) -> tuple[datetime, datetime]:
+    """The farthest a window answered at `level` may be stretched (see `stretch_window`): the
+    start of the UTC day (daily level) or hour holding `start`, and the first such boundary
+    at or after `end`."""
+    step = DAY if level == "daily" else HOUR
+    return floor_to(start, step), ceil_to(end, step)
+
+
+def stretch_window(
+    start: datetime,
+    end: datetime,
+    *,
+    level: Source,
+    last_before: datetime | None,
+    first_after: datetime | None,
+) -> tuple[datetime, datetime]:
+    """`[start, end)` stretched outward to the nearest day (daily level) or hour boundaries
+    over time that holds no events. `last_before` is the latest event before `start` and
+    `first_after` the earliest at or after `end`, each None when `stretch_bounds` holds none.
+
+    The stretched window holds exactly the same events, so every figure over it is the same,
+    and fewer of its buckets are partial: a whole-bucket rollup row then serves what the raw
+    events of a partial edge would (at the edge of "now", the usual case, the last bucket is
+    partial only because the rest of it has not happened yet)."""
+    steps = (DAY, HOUR) if level == "daily" else (HOUR,)
+    lower = [floor_to(start, step) for step in steps]
+    upper = [ceil_to(end, step) for step in steps]
+    wide_start = next((b for b in lower if last_before is None or last_before < b), start)
+    wide_end = next((b for b in upper if first_after is None or first_after >= b), end)
+    return wide_start, wide_end
+
+
 def refresh_window(
     start: datetime | None, end: datetime | None, *, now: datetime
 ) -> tuple[datetime, datetime]:

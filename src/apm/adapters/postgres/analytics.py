@@ -31,8 +31,13 @@ from apm.domain.analytics import (
     TopEndpoint,
     TopEndpoints,
     TopQuery,
+    WindowPlan,
+    choose_granularity,
+    error_classes,
     floor_to,
     plan_window,
+    stretch_bounds,
+    stretch_window,
 )
 
 PLAIN_HOURLY = "api_requests_hourly_rollup"
@@ -70,8 +75,10 @@ class RollupAnalytics:
         hourly: str,
         daily: str,
         refresher: RollupRefresher | None = None,
+        stretch_edges: bool = False,
     ) -> None:
         self._sessions = sessions
+        self._stretch_edges = stretch_edges
         self._hourly = q.rollup_relation(hourly)
         self._daily = q.rollup_relation(daily)
         self._refresher = refresher
@@ -86,6 +93,32 @@ class RollupAnalytics:
             )
             await session.execute(q.CUSTOM_PLANS)
             yield session
+
+    async def _plan(self, session: AsyncSession, query: KpiQuery | TopQuery) -> WindowPlan:
+        """The pieces that answer the query's window. With `stretch_edges`, a window whose
+        partial edge buckets hold no other events is planned as if stretched to their
+        boundaries (`stretch_window`): the same events, fewer raw ones to read. The stretched
+        plan is used only when the same rollup serves its bulk, so `source` never changes."""
+        plan = plan_window(
+            query.start, query.end, granularity=query.granularity, error_from=query.error_from
+        )
+        if not self._stretch_edges or error_classes(query.error_from) is None:
+            return plan
+        level = choose_granularity(query.granularity, start=query.start, end=query.end)
+        lo, hi = stretch_bounds(query.start, query.end, level=level)
+        if (lo, hi) == (query.start, query.end) or query.end <= query.start:
+            return plan
+        edges = (
+            await session.execute(
+                q.EDGE_EVENTS, {"lo": lo, "start": query.start, "end": query.end, "hi": hi}
+            )
+        ).one()
+        start, end = stretch_window(
+            query.start, query.end, level=level,
+            last_before=edges.last_before, first_after=edges.first_after,
+        )
+        wider = plan_window(start, end, granularity=level, error_from=query.error_from)
+        return wider if wider.source == plan.source else plan
 
     @translating
     async def hourly(self, query: RollupQuery) -> list[HourlyRow]:
@@ -137,11 +170,9 @@ class RollupAnalytics:
 
     @translating
     async def kpis(self, query: KpiQuery) -> KpiSummary:
-        plan = plan_window(
-            query.start, query.end, granularity=query.granularity, error_from=query.error_from
-        )
         filters = {"service": query.service, "endpoint": query.endpoint, "method": query.method}
         async with self._snapshot() as session:
+            plan = await self._plan(session, query)
             totals = (
                 await session.execute(
                     q.window_totals(
@@ -169,16 +200,14 @@ class RollupAnalytics:
 
     @translating
     async def top_endpoints(self, query: TopQuery) -> TopEndpoints:
-        plan = plan_window(
-            query.start, query.end, granularity=query.granularity, error_from=query.error_from
-        )
         filters = {"service": query.service, "endpoint": query.endpoint, "method": query.method}
-        statement = q.top_endpoints(
-            plan, hourly=self._hourly, daily=self._daily, start=query.start, end=query.end,
-            error_from=query.error_from, sort_by=query.sort_by, descending=query.descending,
-            limit=query.limit, **filters,
-        )
         async with self._snapshot() as session:
+            plan = await self._plan(session, query)
+            statement = q.top_endpoints(
+                plan, hourly=self._hourly, daily=self._daily, start=query.start, end=query.end,
+                error_from=query.error_from, sort_by=query.sort_by,
+                descending=query.descending, limit=query.limit, **filters,
+            )
             rows = (await session.execute(statement)).all()
             p95 = {(row.service, row.endpoint): row.p95 for row in rows}
             if rows and query.with_p95 and query.sort_by != "p95_latency_ms":
@@ -227,5 +256,5 @@ class PostgresAnalytics(RollupAnalytics):
     ) -> None:
         super().__init__(
             sessions, hourly=PLAIN_HOURLY, daily=PLAIN_DAILY,
-            refresher=rollups or PostgresRollups(sessions),
+            refresher=rollups or PostgresRollups(sessions), stretch_edges=True,
         )

@@ -252,6 +252,19 @@ def _piece_figures(
     return branches
 
 
+# Reads api_requests around a window; one row (last_before, first_after): the latest event
+# in [:lo, :start) and the earliest in [:end, :hi), each null when there is none. Two probes
+# of the time index.
+EDGE_EVENTS = text(
+    """
+    SELECT (SELECT max(time) FROM api_requests WHERE time >= :lo AND time < :start)
+               AS last_before,
+           (SELECT min(time) FROM api_requests WHERE time >= :end AND time < :hi)
+               AS first_after
+    """
+)
+
+
 def window_totals(
     plan: WindowPlan,
     *,
