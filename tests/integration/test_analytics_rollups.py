@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 import pytest
@@ -26,9 +26,9 @@ from tests.support.postgres import create_database, drop_database
 
 T0 = datetime(2025, 12, 14, tzinfo=UTC)
 
-# Reads both rollup tables and the events; rows (kind, bucket, service, endpoint, method,
-# figures...) where a key's rollup figures (its delta rows summed) differ from the aggregate
-# of the raw events.
+# Reads the hourly rollup, the daily figures (daily rows and hourly deltas not folded yet) and
+# the events; rows (kind, bucket, service, endpoint, method, figures...) where a key's rollup
+# figures (its rows summed) differ from the aggregate of the raw events.
 DRIFT = text(
     """
     WITH hourly AS (
@@ -62,7 +62,7 @@ DRIFT = text(
                sum(status_3xx) AS status_3xx, sum(status_4xx) AS status_4xx,
                sum(status_5xx) AS status_5xx, sum(latency_sum) AS latency_sum,
                max(latency_max) AS latency_max
-        FROM api_requests_daily_rollup GROUP BY 1, 2, 3, 4
+        FROM api_requests_daily_rollup_all GROUP BY 1, 2, 3, 4
     )
     (SELECT 'hourly', * FROM hourly EXCEPT ALL SELECT 'hourly', * FROM hourly_kept)
     UNION ALL
@@ -206,6 +206,26 @@ async def test_refresh_rebuilds_a_window_after_a_load_behind_the_service(
     assert_same(await analytics.kpis(query), ref.kpis(events, query))
 
 
+@pytest.mark.parametrize("granularity", ["hourly", "daily"])
+async def test_refresh_keeps_the_hourly_deltas_not_folded_yet(
+    pg_clean: AsyncEngine, granularity: str
+) -> None:
+    """A day's figures wait in the hourly deltas until the compaction: a refresh of part of
+    the day neither loses them (hourly) nor counts them twice (daily)."""
+    sessions = build_sessionmaker(pg_clean)
+    rollups = PostgresRollups(sessions, compactor=RollupCompactor(sessions, delay=3600))
+    ingest = PostgresIngest(sessions, on_stored=rollups.stored)
+    await ingest.store(batch_of(random_events(31, 300)))
+    await rollups.compactor.flush()
+    await ingest.store(batch_of(random_events(32, 300)))  # deltas, not folded
+    start, end = T0 + timedelta(hours=30), T0 + timedelta(hours=50)
+    await rollups.refresh(granularity, start=start, end=end)  # type: ignore[arg-type]
+    assert await drift(pg_clean) == []
+    await rollups.compactor.flush()
+    assert await drift(pg_clean) == []
+    await rollups.compactor.close()
+
+
 async def test_refresh_touches_only_its_window(pg_clean: AsyncEngine, ports) -> None:
     ingest, _, analytics = ports
     await ingest.store(batch_of(random_events(8, 200)))
@@ -238,9 +258,12 @@ async def test_refresh_defaults_to_the_last_seven_days(pg_clean: AsyncEngine, po
     await analytics.refresh("daily", start=None, end=None)
     async with pg_clean.connect() as connection:
         rows = (
-            await connection.execute(text("SELECT count(*) FROM api_requests_daily_rollup"))
-        ).scalar()
-    assert rows == 1
+            await connection.execute(
+                text("SELECT bucket FROM api_requests_daily_rollup WHERE bucket >= :since"),
+                {"since": now - timedelta(days=9)},
+            )
+        ).scalars().all()
+    assert rows == [datetime.combine((now - timedelta(days=1)).date(), time(), UTC)]
 
 
 async def test_http_endpoints_on_the_plain_backend(pg_client: AsyncTestClient) -> None:
@@ -300,6 +323,62 @@ def test_rollup_migration_downgrades_and_upgrades_again(pg_server: str) -> None:
         asyncio.run(drop_database(pg_server, name))
 
 
+# Reads the hourly and daily figures of the one key the migration test writes; one row each
+# way: (hourly rows, hourly hits, daily rows, daily hits) of the tables themselves.
+FIGURES_OF_ONE_KEY = """
+    SELECT (SELECT count(*) FROM api_requests_hourly_rollup),
+           (SELECT sum(hits) FROM api_requests_hourly_rollup),
+           (SELECT count(*) FROM api_requests_daily_rollup),
+           (SELECT sum(hits) FROM api_requests_daily_rollup)
+"""
+
+# Appends one delta row of :hits to the hourly (:table) or daily table, for the key
+# ('a', '/x', 'GET') at :bucket; no rows.
+APPEND_ONE = """
+    INSERT INTO {table} (bucket, service, endpoint, method, hits, status_1xx, status_2xx,
+                         status_3xx, status_4xx, status_5xx, latency_sum, latency_max)
+    VALUES ($1, 'a', '/x', 'GET', $2, 0, $2, 0, 0, 0, $2, 1)
+"""
+
+
+def test_daily_rows_from_hourly_deltas_migrate_both_ways(pg_server: str) -> None:
+    """0005: every delta is folded on the way up (no hourly delta may reach a daily row that
+    counts it already), and the hourly deltas reach the daily rows on the way down."""
+    url, name = asyncio.run(create_database(pg_server))
+    hour = T0 + timedelta(hours=5)
+
+    async def run(*statements: tuple[str, tuple], query: str = FIGURES_OF_ONE_KEY) -> tuple:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            for statement, args in statements:
+                await connection.execute(statement, *args)
+            return tuple(await connection.fetchrow(query))
+        finally:
+            await connection.close()
+
+    try:
+        upgrade(url, "0004")
+        # What revision 0004's ingest left: the same events appended to both tables.
+        hourly, daily = "api_requests_hourly_rollup", "api_requests_daily_rollup"
+        before = asyncio.run(run(
+            (APPEND_ONE.format(table=hourly), (hour, 2)),
+            (APPEND_ONE.format(table=hourly), (hour, 3)),
+            (APPEND_ONE.format(table=daily), (T0, 5)),
+        ))
+        assert before == (2, 5, 1, 5)
+        upgrade(url)
+        # An hourly delta appended by this revision's ingest: not in the daily rows yet.
+        after = asyncio.run(run((APPEND_ONE.format(table=f"{hourly}_delta"), (hour, 4)),))
+        assert after == (2, 9, 1, 5)
+        day = "SELECT count(*), sum(hits) FROM api_requests_daily_rollup_all"
+        assert asyncio.run(run(query=day)) == (2, 9)
+        downgrade(url, "0004")
+        assert asyncio.run(run()) == (1, 9, 1, 9)
+        upgrade(url)
+    finally:
+        asyncio.run(drop_database(pg_server, name))
+
+
 async def test_unknown_relations_are_refused() -> None:
     from apm.adapters.postgres.analytics import RollupAnalytics
 
@@ -346,16 +425,20 @@ MARK_ROLLUP = {
 
 
 async def test_edge_buckets_without_other_events_are_served_by_the_rollups(
-    pg_clean: AsyncEngine, ports
+    pg_clean: AsyncEngine,
 ) -> None:
     """A partial bucket at a window's edge whose remainder holds no events has the same
     figures as the whole bucket: its rollup row serves it instead of the raw events."""
-    ingest, _, analytics = ports
+    sessions = build_sessionmaker(pg_clean)
+    rollups = PostgresRollups(sessions, compactor=RollupCompactor(sessions, delay=3600))
+    ingest = PostgresIngest(sessions, on_stored=rollups.stored)
+    analytics = PostgresAnalytics(sessions, rollups=rollups)
     times = ["10:20", "10:40", "11:10", "12:10", "13:05", "13:59"]
     await ingest.store(batch_of(
         Event(T0 + timedelta(hours=int(t[:2]), minutes=int(t[3:])), "a", "/x", "GET", 200, 7)
         for t in times
     ))
+    await rollups.compactor.flush()  # the day's figures reach its daily row
     hour = T0 + timedelta(hours=10)
     async with pg_clean.begin() as connection:
         await connection.execute(MARK_ROLLUP["api_requests_hourly_rollup"], {"bucket": hour})
@@ -383,6 +466,7 @@ async def test_edge_buckets_without_other_events_are_served_by_the_rollups(
     assert (day.hits, day.max_latency_ms, day.source) == (6, 7, "daily")
     day = await analytics.kpis(KpiQuery(end=T0 + timedelta(hours=14), **daily))
     assert (day.hits, day.max_latency_ms, day.source) == (7, 99999, "daily")
+    await rollups.compactor.close()
 
 
 KEYS_AND_ROWS = text(
@@ -409,11 +493,13 @@ async def test_compaction_folds_deltas_into_one_row_per_key(pg_clean: AsyncEngin
     events = random_events(21, 300)
     for part in range(3):
         await ingest.store(batch_of(events[part::3]))
-    hourly_rows, hourly_keys, daily_rows, daily_keys = await keys_and_rows(pg_clean)
-    assert hourly_rows > hourly_keys and daily_rows > daily_keys
+    hourly_rows, hourly_keys, daily_rows, _ = await keys_and_rows(pg_clean)
+    # Ingest appends hourly deltas only; a day's figures wait in them for the compaction.
+    assert hourly_rows > hourly_keys and daily_rows == 0
     assert await drift(pg_clean) == []
 
     await rollups.compactor.flush()
+    daily_keys = len({(e.time.date(), e.service, e.endpoint, e.method) for e in events})
     assert await keys_and_rows(pg_clean) == (hourly_keys, hourly_keys, daily_keys, daily_keys)
     assert await drift(pg_clean) == []
     await rollups.compactor.close()

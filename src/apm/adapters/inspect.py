@@ -19,7 +19,10 @@ from apm.adapters.migrations import alembic_config
 
 EVENTS_TABLE = "api_requests"
 TIMESCALE_ROLLUPS = ("api_requests_hourly", "api_requests_daily")
-PLAIN_ROLLUPS = ("api_requests_hourly_rollup", "api_requests_daily_rollup")
+# The plain rollup tables (migration 0003) and the view of the daily figures (0005).
+PLAIN_ROLLUPS = (
+    "api_requests_hourly_rollup", "api_requests_daily_rollup", "api_requests_daily_rollup_all"
+)
 
 # Reads the server; one row (version text): e.g. "17.2".
 SERVER_VERSION = text("SHOW server_version")
@@ -154,11 +157,11 @@ class DatabaseReport(msgspec.Struct, frozen=True, kw_only=True):
                     job.relation == name and job.kind == "refresh" for job in self.jobs
                 ):
                     found.append(f"Continuous aggregate {name} has no refresh policy.")
-        # The plain rollup tables come with migration 0003: expect them once it is shipped.
+        # The plain rollup relations come with migrations 0003 and 0005.
         if backend == "postgres" and self.migrations_current and _revision_known("0003"):
             for name in PLAIN_ROLLUPS:
                 if name not in self.relations:
-                    found.append(f"Rollup table {name} is missing.")
+                    found.append(f"Rollup relation {name} is missing.")
         return found
 
 

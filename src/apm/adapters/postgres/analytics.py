@@ -41,7 +41,8 @@ from apm.domain.analytics import (
 )
 
 PLAIN_HOURLY = "api_requests_hourly_rollup"
-PLAIN_DAILY = "api_requests_daily_rollup"
+# The daily rows plus the hourly deltas not folded into them yet (migration 0005).
+PLAIN_DAILY = "api_requests_daily_rollup_all"
 
 
 class RollupRefresher(Protocol):

@@ -68,13 +68,14 @@ def _rollup_table(name: str) -> Table:
     )
 
 
-# The relations analytics may read: the plain tables (migration 0003) and the continuous
-# aggregates (migration 0002).
+# The relations analytics may read: the plain tables (migration 0003), the view of the daily
+# figures over them (migration 0005) and the continuous aggregates (migration 0002).
 ROLLUPS: dict[str, Table] = {
     name: _rollup_table(name)
     for name in (
         "api_requests_hourly_rollup",
         "api_requests_daily_rollup",
+        "api_requests_daily_rollup_all",
         "api_requests_hourly",
         "api_requests_daily",
     )
@@ -494,10 +495,12 @@ def endpoint_p95(*, start: datetime, end: datetime, method: str | None) -> Selec
 
 
 # --- plain-PostgreSQL upkeep ---------------------------------------------------------------
-# Ingest appends delta rows (partition `_delta`, no indexes); readers sum per key over both
-# partitions. The `_folded` partition holds at most one row per key. Statements that DELETE
-# delta rows and write their replacement (compaction, re-derivation after an edit) first take
-# the table's advisory lock, so they never run interleaved: otherwise one could skip rows
+# Ingest appends hourly delta rows (partition `_delta`, no indexes); readers sum per key over
+# both partitions, and read a day as its daily rows plus its hourly deltas not folded yet. The
+# `_folded` partitions hold at most one row per key, and each daily folded row the sums of its
+# day's folded hourly rows (or a refresh's rebuild from the events). Statements that DELETE
+# rows and write their replacement (compaction, re-derivation after an edit, refresh) first
+# take both advisory locks, so they never run interleaved: otherwise one could skip rows
 # another just folded and count them twice.
 
 # Takes the hourly (:key 1) or daily (:key 2) rollup's upkeep lock until the transaction ends;
@@ -508,122 +511,94 @@ DAILY_LOCK_KEY = 2
 
 # Reads the columns of one written batch, each a JSON array (:hour: the event's UTC hour as
 # hours since 1970-01-01, :service, :endpoint, :method, :status_code, :latency_ms), and appends
-# its figures per key to the hourly rollup and per day to the daily rollup, as new delta rows
-# (`folded` false: the partition without indexes, migration 0004); no rows. The database
-# aggregates the batch (one round trip, no per-event work in the service), and appending takes
-# no row locks, so concurrent ingests never wait on each other. JSON rather than array
-# parameters: the driver checks every element of an array parameter in Python, which cost the
-# service more than the COPY of the events themselves; a JSON text is one value. Hour numbers
-# rather than times: parsing a thousand timestamps cost more than the rest of the statement.
+# its figures per key and hour to the hourly rollup as delta rows (straight into the partition
+# without indexes, migration 0004); no rows. The database aggregates the batch (one round
+# trip, no per-event work in the service), and appending takes no row locks, so concurrent
+# ingests never wait on each other. The daily rows get these figures from the compaction
+# (migration 0005). JSON rather than array parameters: the driver checks every element of an
+# array parameter in Python, which cost the service more than the COPY of the events
+# themselves; a JSON text is one value. Hour numbers rather than times: parsing a thousand
+# timestamps cost more than the rest of the statement.
 APPEND_BATCH = text(
     """
-    WITH cells AS (
-        SELECT to_timestamp(e.hour * 3600) AS bucket, e.service, e.endpoint, e.method,
-               count(*) AS hits,
-               count(*) FILTER (WHERE e.status_code < 200) AS status_1xx,
-               count(*) FILTER (WHERE e.status_code >= 200 AND e.status_code < 300)
-                   AS status_2xx,
-               count(*) FILTER (WHERE e.status_code >= 300 AND e.status_code < 400)
-                   AS status_3xx,
-               count(*) FILTER (WHERE e.status_code >= 400 AND e.status_code < 500)
-                   AS status_4xx,
-               count(*) FILTER (WHERE e.status_code >= 500) AS status_5xx,
-               sum(e.latency_ms) AS latency_sum,
-               max(e.latency_ms) AS latency_max
-        FROM (
-            SELECT CAST(h AS bigint) AS hour, s AS service, p AS endpoint, m AS method,
-                   CAST(c AS integer) AS status_code, CAST(l AS integer) AS latency_ms
-            FROM ROWS FROM (
-                json_array_elements_text(CAST(:hour AS json)),
-                json_array_elements_text(CAST(:service AS json)),
-                json_array_elements_text(CAST(:endpoint AS json)),
-                json_array_elements_text(CAST(:method AS json)),
-                json_array_elements_text(CAST(:status_code AS json)),
-                json_array_elements_text(CAST(:latency_ms AS json))
-            ) AS x(h, s, p, m, c, l)
-        ) AS e
-        GROUP BY e.hour, 2, 3, 4
-    ), hourly AS (
-        INSERT INTO api_requests_hourly_rollup
-            (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
-             status_4xx, status_5xx, latency_sum, latency_max)
-        SELECT * FROM cells
-    )
-    INSERT INTO api_requests_daily_rollup
+    INSERT INTO api_requests_hourly_rollup_delta
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
          status_4xx, status_5xx, latency_sum, latency_max)
-    SELECT date_trunc('day', bucket, 'UTC'), service, endpoint, method, sum(hits),
-           sum(status_1xx), sum(status_2xx), sum(status_3xx), sum(status_4xx),
-           sum(status_5xx), sum(latency_sum), max(latency_max)
-    FROM cells
-    GROUP BY 1, 2, 3, 4
+    SELECT to_timestamp(e.hour * 3600), e.service, e.endpoint, e.method,
+           count(*),
+           count(*) FILTER (WHERE e.status_code < 200),
+           count(*) FILTER (WHERE e.status_code >= 200 AND e.status_code < 300),
+           count(*) FILTER (WHERE e.status_code >= 300 AND e.status_code < 400),
+           count(*) FILTER (WHERE e.status_code >= 400 AND e.status_code < 500),
+           count(*) FILTER (WHERE e.status_code >= 500),
+           sum(e.latency_ms),
+           max(e.latency_ms)
+    FROM (
+        SELECT CAST(h AS bigint) AS hour, s AS service, p AS endpoint, m AS method,
+               CAST(c AS integer) AS status_code, CAST(l AS integer) AS latency_ms
+        FROM ROWS FROM (
+            json_array_elements_text(CAST(:hour AS json)),
+            json_array_elements_text(CAST(:service AS json)),
+            json_array_elements_text(CAST(:endpoint AS json)),
+            json_array_elements_text(CAST(:method AS json)),
+            json_array_elements_text(CAST(:status_code AS json)),
+            json_array_elements_text(CAST(:latency_ms AS json))
+        ) AS x(h, s, p, m, c, l)
+    ) AS e
+    GROUP BY e.hour, 2, 3, 4
     """
 )
 
+_ADD_TO_FOLDED = """
+    ON CONFLICT (bucket, service, endpoint, method) DO UPDATE
+    SET hits = r.hits + excluded.hits,
+        status_1xx = r.status_1xx + excluded.status_1xx,
+        status_2xx = r.status_2xx + excluded.status_2xx,
+        status_3xx = r.status_3xx + excluded.status_3xx,
+        status_4xx = r.status_4xx + excluded.status_4xx,
+        status_5xx = r.status_5xx + excluded.status_5xx,
+        latency_sum = r.latency_sum + excluded.latency_sum,
+        latency_max = greatest(r.latency_max, excluded.latency_max)
+"""
+
 # Moves the hourly rollup's delta rows with a bucket in [:start, :end) into the folded
 # partition, adding them to the key's one folded row (an update that changes no indexed column,
-# so mostly a heap-only update); no rows. One statement, so the deltas it deletes and the sums it
-# adds come from one snapshot: deltas committed meanwhile are neither deleted nor counted.
-COMPACT_HOURLY = text(
+# so mostly a heap-only update), and adds the same figures to the daily rows of their days;
+# no rows. Hence a day's figures are its daily rows plus its hourly deltas not folded yet (the
+# view api_requests_daily_rollup_all). One statement, so the deltas it deletes and the sums
+# it adds come from one snapshot: deltas committed meanwhile are neither deleted nor counted.
+# Rows of one bucket end up side by side on disk (ORDER BY): a window then reads few pages.
+COMPACT = text(
     """
     WITH moved AS (
         DELETE FROM api_requests_hourly_rollup_delta
         WHERE bucket >= :start AND bucket < :end
         RETURNING *
-    )
-    INSERT INTO api_requests_hourly_rollup_folded AS r
-        (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
-         status_4xx, status_5xx, latency_sum, latency_max, folded)
-    SELECT bucket, service, endpoint, method, sum(hits), sum(status_1xx), sum(status_2xx),
-           sum(status_3xx), sum(status_4xx), sum(status_5xx), sum(latency_sum),
-           max(latency_max), true
-    FROM moved
-    GROUP BY 1, 2, 3, 4
-    -- Rows of one bucket end up side by side on disk: a window then reads few pages.
-    ORDER BY 1, 2, 3, 4
-    ON CONFLICT (bucket, service, endpoint, method) DO UPDATE
-    SET hits = r.hits + excluded.hits,
-        status_1xx = r.status_1xx + excluded.status_1xx,
-        status_2xx = r.status_2xx + excluded.status_2xx,
-        status_3xx = r.status_3xx + excluded.status_3xx,
-        status_4xx = r.status_4xx + excluded.status_4xx,
-        status_5xx = r.status_5xx + excluded.status_5xx,
-        latency_sum = r.latency_sum + excluded.latency_sum,
-        latency_max = greatest(r.latency_max, excluded.latency_max)
+    ), hourly AS (
+        INSERT INTO api_requests_hourly_rollup_folded AS r
+            (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
+             status_4xx, status_5xx, latency_sum, latency_max, folded)
+        SELECT bucket, service, endpoint, method, sum(hits), sum(status_1xx),
+               sum(status_2xx), sum(status_3xx), sum(status_4xx), sum(status_5xx),
+               sum(latency_sum), max(latency_max), true
+        FROM moved
+        GROUP BY 1, 2, 3, 4
+        ORDER BY 1, 2, 3, 4
     """
-)
-
-# Moves the daily rollup's delta rows with a bucket in [:start, :end) into the folded
-# partition, adding them to the key's one folded row (an update that changes no indexed column,
-# so mostly a heap-only update); no rows. One statement, so the deltas it deletes and the sums it
-# adds come from one snapshot: deltas committed meanwhile are neither deleted nor counted.
-COMPACT_DAILY = text(
-    """
-    WITH moved AS (
-        DELETE FROM api_requests_daily_rollup_delta
-        WHERE bucket >= :start AND bucket < :end
-        RETURNING *
+    + _ADD_TO_FOLDED
+    + """
     )
     INSERT INTO api_requests_daily_rollup_folded AS r
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
          status_4xx, status_5xx, latency_sum, latency_max, folded)
-    SELECT bucket, service, endpoint, method, sum(hits), sum(status_1xx), sum(status_2xx),
-           sum(status_3xx), sum(status_4xx), sum(status_5xx), sum(latency_sum),
-           max(latency_max), true
+    SELECT date_trunc('day', bucket, 'UTC'), service, endpoint, method, sum(hits),
+           sum(status_1xx), sum(status_2xx), sum(status_3xx), sum(status_4xx),
+           sum(status_5xx), sum(latency_sum), max(latency_max), true
     FROM moved
     GROUP BY 1, 2, 3, 4
-    -- Rows of one bucket end up side by side on disk: a window then reads few pages.
     ORDER BY 1, 2, 3, 4
-    ON CONFLICT (bucket, service, endpoint, method) DO UPDATE
-    SET hits = r.hits + excluded.hits,
-        status_1xx = r.status_1xx + excluded.status_1xx,
-        status_2xx = r.status_2xx + excluded.status_2xx,
-        status_3xx = r.status_3xx + excluded.status_3xx,
-        status_4xx = r.status_4xx + excluded.status_4xx,
-        status_5xx = r.status_5xx + excluded.status_5xx,
-        latency_sum = r.latency_sum + excluded.latency_sum,
-        latency_max = greatest(r.latency_max, excluded.latency_max)
     """
+    + _ADD_TO_FOLDED
 )
 
 # Reads api_requests for the given hourly keys (arrays :bucket, :service, :endpoint, :method),
@@ -671,9 +646,11 @@ RECOMPUTE_HOURLY = text(
     """
 )
 
-# Reads the hourly rollup for the given daily keys (arrays :bucket, :service, :endpoint,
-# :method), deletes those keys' daily delta rows and writes the sums of their 24 hours (keys
-# left without events get no row); no rows. One snapshot, as for RECOMPUTE_HOURLY.
+# Reads the folded hourly rows for the given daily keys (arrays :bucket, :service, :endpoint,
+# :method), deletes those keys' daily rows and writes the sums of their 24 hours (keys left
+# without folded hours get no row); no rows. Folded rows only: the hourly deltas not folded
+# yet reach the daily rows with their compaction (COMPACT). One snapshot, as for
+# RECOMPUTE_HOURLY.
 RECOMPUTE_DAILY = text(
     """
     WITH keys AS (
@@ -702,7 +679,7 @@ RECOMPUTE_DAILY = text(
                COALESCE(sum(h.status_5xx), 0) AS status_5xx,
                COALESCE(sum(h.latency_sum), 0) AS latency_sum,
                COALESCE(max(h.latency_max), 0) AS latency_max
-        FROM api_requests_hourly_rollup h
+        FROM api_requests_hourly_rollup_folded h
         WHERE h.service = k.service AND h.endpoint = k.endpoint AND h.method = k.method
           AND h.bucket >= k.bucket AND h.bucket < k.bucket + INTERVAL '24 hours'
     ) f
@@ -719,10 +696,10 @@ RECOMPUTE_DAILY = text(
 # 10M events: ~60 ms instead of ~25 ms).
 ANALYZE_ROLLUPS = text("ANALYZE api_requests_hourly_rollup, api_requests_daily_rollup")
 
-# A rebuild waits for writers in flight and keeps new ones out until it commits: then the
-# events it reads and the increments that follow it add up exactly. Readers are not blocked.
-LOCK_HOURLY = text("LOCK TABLE api_requests_hourly_rollup IN EXCLUSIVE MODE")
-LOCK_DAILY = text("LOCK TABLE api_requests_daily_rollup IN EXCLUSIVE MODE")
+# A rebuild waits for the appends in flight and keeps new ones out until it commits (ingest
+# appends to the hourly table only): then the events it reads and the deltas that follow it add
+# up exactly. Readers are not blocked.
+LOCK_APPENDS = text("LOCK TABLE api_requests_hourly_rollup IN EXCLUSIVE MODE")
 
 # Deletes the hourly rollup rows with a bucket in [:start, :end); no rows.
 CLEAR_HOURLY = text(

@@ -1,15 +1,18 @@
 """Upkeep of the plain-PostgreSQL rollup tables (api_requests_hourly_rollup, _daily_rollup).
 
 The tables are changed inside the transaction that changes the events, so they are exact
-whenever a reader can see the events: ingest appends the batch's figures as delta rows; an
-edit or delete, which cannot take a maximum back, re-derives the touched keys; a manual
+whenever a reader can see the events: ingest appends the batch's figures as hourly delta rows;
+an edit or delete, which cannot take a maximum back, re-derives the touched keys; a manual
 refresh rebuilds a window from the raw events (after loads that bypass the service).
 
 Appending takes no row locks, so concurrent ingests never queue on the same keys, and the
 deltas land in a partition without indexes (migration 0004), so they cost the ingest little.
 Readers sum per key, so the number of delta rows never changes an answer, only its cost: a
-background compaction adds the deltas of the buckets that writes touched to the one folded row
-per key, a moment after the writes (see RollupCompactor).
+background compaction adds the deltas of the hours that writes touched to the one folded row
+per key, and to the daily rows of their days, a moment after the writes (see
+RollupCompactor). A day's figures are its daily rows plus its hourly deltas not folded yet
+(the view api_requests_daily_rollup_all, migration 0005); the daily rows always hold the sums
+of the folded hourly rows, or what a refresh rebuilt from the events.
 """
 
 from __future__ import annotations
@@ -83,8 +86,8 @@ class RollupCompactor:
     """Folds delta rows back into one row per key, in the background, after writes.
 
     Writes report the UTC hours they touched; a moment later (`delay` seconds, which also
-    gathers the writes of that moment into one pass) one task compacts those hours and their
-    days, each range in its own short transaction. Compaction never changes an answer, so a
+    gathers the writes of that moment into one pass) one task compacts those hours, each run
+    of consecutive hours in its own short transaction. Compaction never changes an answer, so a
     failure is only logged and the range is retried with the next write.
     """
 
@@ -129,11 +132,7 @@ class RollupCompactor:
             return
         try:
             for first, last in _runs(sorted(hours)):
-                await self._compact(q.HOURLY_LOCK_KEY, q.COMPACT_HOURLY,
-                                    _hour_start(first), _hour_start(last + 1))
-            for first, last in _runs(sorted({hour // 24 for hour in hours})):
-                await self._compact(q.DAILY_LOCK_KEY, q.COMPACT_DAILY,
-                                    _day_start(first), _day_start(last + 1))
+                await self._compact(_hour_start(first), _hour_start(last + 1))
         except BaseException:
             self._hours |= hours
             raise
@@ -146,10 +145,10 @@ class RollupCompactor:
             await session.execute(q.ANALYZE_ROLLUPS)
         self._analyzed_at = time.monotonic()
 
-    async def _compact(self, key: int, statement, start: datetime, end: datetime) -> None:
+    async def _compact(self, start: datetime, end: datetime) -> None:
         async with self._sessions.begin() as session:
-            await session.execute(q.UPKEEP_LOCK, {"key": key})
-            await session.execute(statement, {"start": start, "end": end})
+            await lock_upkeep(session)
+            await session.execute(q.COMPACT, {"start": start, "end": end})
 
     async def close(self) -> None:
         self._closed = True
@@ -159,6 +158,14 @@ class RollupCompactor:
             with suppress(asyncio.CancelledError):
                 await task
         await self.flush_logged()
+
+
+async def lock_upkeep(session: AsyncSession) -> None:
+    """Takes both rollups' upkeep locks until the transaction ends, hourly first: the
+    compaction, a re-derivation after an edit and a refresh then never run interleaved
+    (see analytics_queries)."""
+    await session.execute(q.UPKEEP_LOCK, {"key": q.HOURLY_LOCK_KEY})
+    await session.execute(q.UPKEEP_LOCK, {"key": q.DAILY_LOCK_KEY})
 
 
 def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
@@ -212,9 +219,7 @@ class PostgresRollups(RecordHooks):
             return
         hours = sorted({_hour_key(r) for r in (before, after) if r is not None})
         days = sorted({(k[0] // 24, *k[1:]) for k in hours})
-        # Not interleaved with a compaction of the same rows (see analytics_queries).
-        await session.execute(q.UPKEEP_LOCK, {"key": q.HOURLY_LOCK_KEY})
-        await session.execute(q.UPKEEP_LOCK, {"key": q.DAILY_LOCK_KEY})
+        await lock_upkeep(session)
         await session.execute(q.RECOMPUTE_HOURLY, key_params(hours, _hour_start))
         await session.execute(q.RECOMPUTE_DAILY, key_params(days, _day_start))
 
@@ -231,18 +236,19 @@ class PostgresRollups(RecordHooks):
         start, end = refresh_window(start, end, now=datetime.now(UTC))
         step = HOUR if granularity == "hourly" else DAY
         lo, hi = floor_to(start, step), ceil_to(end, step)
-        lock, clear, rebuild = (
-            (q.LOCK_HOURLY, q.CLEAR_HOURLY, q.REBUILD_HOURLY)
+        clear, rebuild = (
+            (q.CLEAR_HOURLY, q.REBUILD_HOURLY)
             if granularity == "hourly"
-            else (q.LOCK_DAILY, q.CLEAR_DAILY, q.REBUILD_DAILY)
+            else (q.CLEAR_DAILY, q.REBUILD_DAILY)
         )
         window = {"start": lo, "end": hi}
         async with self._sessions.begin() as session:
-            await session.execute(
-                q.UPKEEP_LOCK,
-                {"key": q.HOURLY_LOCK_KEY if granularity == "hourly" else q.DAILY_LOCK_KEY},
-            )
-            await session.execute(lock)
+            await lock_upkeep(session)
+            await session.execute(q.LOCK_APPENDS)
+            # The window's hourly deltas are folded first: clearing the hourly rows would
+            # lose figures the daily rows have not received yet, and a daily rebuild reads
+            # the events of those deltas already.
+            await session.execute(q.COMPACT, window)
             await session.execute(clear, window)
             written = (await session.execute(rebuild, window)).rowcount
         try:
