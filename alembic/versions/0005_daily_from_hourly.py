@@ -12,7 +12,11 @@ hourly deltas of that day not folded yet: the view `api_requests_daily_rollup_al
 (the deltas grouped per day), and analytics read the daily figures from it.
 
 Every delta left by the previous revision is folded here (each table's deltas into its own
-folded rows), so no hourly delta is counted in a daily row already.
+folded rows), so no hourly delta is counted in a daily row already. The hourly delta partition
+is renamed `api_requests_hourly_rollup_pending` and the daily one dropped: a server of the
+previous revision still running against this schema (its ingest appends daily deltas, its
+compaction moves hourly deltas into the hourly rows only) then fails instead of counting
+figures twice or losing them from the days.
 """
 
 from alembic import op
@@ -60,6 +64,10 @@ def upgrade() -> None:
     op.execute(_fold("api_requests_hourly_rollup"))
     op.execute(_fold("api_requests_daily_rollup"))
     op.execute(
+        "ALTER TABLE api_requests_hourly_rollup_delta RENAME TO api_requests_hourly_rollup_pending"
+    )
+    op.execute("DROP TABLE api_requests_daily_rollup_delta")
+    op.execute(
         f"""
         CREATE VIEW api_requests_daily_rollup_all AS
         SELECT {FIGURES} FROM api_requests_daily_rollup
@@ -67,7 +75,7 @@ def upgrade() -> None:
         SELECT date_trunc('day', bucket, 'UTC') AS bucket, service, endpoint, method,
                hits, status_1xx, status_2xx, status_3xx, status_4xx, status_5xx,
                latency_sum, latency_max
-        FROM api_requests_hourly_rollup_delta
+        FROM api_requests_hourly_rollup_pending
         """
     )
 
@@ -76,6 +84,13 @@ def downgrade() -> None:
     # The previous revision appends every batch to both tables: the hourly deltas not folded
     # yet must reach the daily rows before it runs, and then the hourly rows.
     op.execute("DROP VIEW api_requests_daily_rollup_all")
+    op.execute(
+        "ALTER TABLE api_requests_hourly_rollup_pending RENAME TO api_requests_hourly_rollup_delta"
+    )
+    op.execute(
+        "CREATE TABLE api_requests_daily_rollup_delta PARTITION OF api_requests_daily_rollup "
+        "FOR VALUES IN (false)"
+    )
     op.execute(
         """
         INSERT INTO api_requests_daily_rollup_delta (bucket, service, endpoint, method, hits,

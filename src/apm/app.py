@@ -108,6 +108,7 @@ async def open_storage(settings: Settings) -> Storage:
             sessions, compactor=RollupCompactor(sessions, delay=settings.refresh_delay)
         )
         closers.append(rollups.compactor.close)
+        await rollups.compactor.adopt_pending()
         records = PostgresRecords(sessions, hooks=rollups)
         ingest = PostgresIngest(sessions, write=settings.ingest_write, on_stored=rollups.stored)
         analytics: AnalyticsPort = PostgresAnalytics(sessions, rollups=rollups)

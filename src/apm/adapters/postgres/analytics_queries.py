@@ -495,7 +495,7 @@ def endpoint_p95(*, start: datetime, end: datetime, method: str | None) -> Selec
 
 
 # --- plain-PostgreSQL upkeep ---------------------------------------------------------------
-# Ingest appends hourly delta rows (partition `_delta`, no indexes); readers sum per key over
+# Ingest appends hourly delta rows (partition `_pending`, no indexes); readers sum per key over
 # both partitions, and read a day as its daily rows plus its hourly deltas not folded yet. The
 # `_folded` partitions hold at most one row per key, and each daily folded row the sums of its
 # day's folded hourly rows (or a refresh's rebuild from the events). Statements that DELETE
@@ -512,7 +512,7 @@ DAILY_LOCK_KEY = 2
 # Reads the columns of one written batch, each a JSON array (:hour: the event's UTC hour as
 # hours since 1970-01-01, :service, :endpoint, :method, :status_code, :latency_ms), and appends
 # its figures per key and hour to the hourly rollup as delta rows (straight into the partition
-# without indexes, migration 0004); no rows. The database aggregates the batch (one round
+# without indexes, migrations 0004 and 0005); no rows. The database aggregates the batch (one round
 # trip, no per-event work in the service), and appending takes no row locks, so concurrent
 # ingests never wait on each other. The daily rows get these figures from the compaction
 # (migration 0005). JSON rather than array parameters: the driver checks every element of an
@@ -521,7 +521,7 @@ DAILY_LOCK_KEY = 2
 # timestamps cost more than the rest of the statement.
 APPEND_BATCH = text(
     """
-    INSERT INTO api_requests_hourly_rollup_delta
+    INSERT INTO api_requests_hourly_rollup_pending
         (bucket, service, endpoint, method, hits, status_1xx, status_2xx, status_3xx,
          status_4xx, status_5xx, latency_sum, latency_max)
     SELECT to_timestamp(e.hour * 3600), e.service, e.endpoint, e.method,
@@ -571,7 +571,7 @@ _ADD_TO_FOLDED = """
 COMPACT = text(
     """
     WITH moved AS (
-        DELETE FROM api_requests_hourly_rollup_delta
+        DELETE FROM api_requests_hourly_rollup_pending
         WHERE bucket >= :start AND bucket < :end
         RETURNING *
     ), hourly AS (
@@ -687,6 +687,12 @@ RECOMPUTE_DAILY = text(
     -- is unique, and the new one must not meet the old.
     WHERE f.hits > 0 AND (SELECT count(*) FROM gone) >= 0
     """
+)
+
+# Reads the hourly delta partition; one row (first, last): the earliest and latest bucket of
+# the deltas not folded yet, null when there are none.
+PENDING_BUCKETS = text(
+    "SELECT min(bucket) AS first, max(bucket) AS last FROM api_requests_hourly_rollup_pending"
 )
 
 # Refreshes the planner's statistics of the two partitioned rollup tables; no rows.

@@ -6,13 +6,13 @@ an edit or delete, which cannot take a maximum back, re-derives the touched keys
 refresh rebuilds a window from the raw events (after loads that bypass the service).
 
 Appending takes no row locks, so concurrent ingests never queue on the same keys, and the
-deltas land in a partition without indexes (migration 0004), so they cost the ingest little.
-Readers sum per key, so the number of delta rows never changes an answer, only its cost: a
-background compaction adds the deltas of the hours that writes touched to the one folded row
-per key, and to the daily rows of their days, a moment after the writes (see
-RollupCompactor). A day's figures are its daily rows plus its hourly deltas not folded yet
-(the view api_requests_daily_rollup_all, migration 0005); the daily rows always hold the sums
-of the folded hourly rows, or what a refresh rebuilt from the events.
+deltas land in a partition without indexes (`_pending`, migrations 0004 and 0005), so they
+cost the ingest little. Readers sum per key, so the number of delta rows never changes an
+answer, only its cost: a background compaction adds the deltas of the hours that writes
+touched to the one folded row per key, and to the daily rows of their days, a moment after
+the writes (see RollupCompactor). A day's figures are its daily rows plus its hourly deltas
+not folded yet (the view api_requests_daily_rollup_all, migration 0005); the daily rows always
+hold the sums of the folded hourly rows, or what a refresh rebuilt from the events.
 """
 
 from __future__ import annotations
@@ -103,6 +103,18 @@ class RollupCompactor:
         self._hours: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+
+    async def adopt_pending(self) -> None:
+        """Compact, a moment from now, the deltas an earlier process left unfolded (it
+        stopped before its compaction ran); best effort: a failure is only logged."""
+        try:
+            async with self._sessions() as session:
+                pending = (await session.execute(q.PENDING_BUCKETS)).one()
+        except Exception as error:
+            log.warning("rollups.pending_unread", error=type(error).__name__)
+            return
+        if pending.first is not None:
+            self.touched(range(_hour_number(pending.first), _hour_number(pending.last) + 1))
 
     def touched(self, hours: Iterable[int]) -> None:
         self._hours.update(hours)
