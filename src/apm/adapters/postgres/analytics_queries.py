@@ -500,14 +500,12 @@ def endpoint_p95(*, start: datetime, end: datetime, method: str | None) -> Selec
 # `_folded` partitions hold at most one row per key, and each daily folded row the sums of its
 # day's folded hourly rows (or a refresh's rebuild from the events). Statements that DELETE
 # rows and write their replacement (compaction, re-derivation after an edit, refresh) first
-# take both advisory locks, so they never run interleaved: otherwise one could skip rows
-# another just folded and count them twice.
+# take the upkeep lock, so they never run interleaved: otherwise one could skip rows another
+# just folded and count them twice.
 
-# Takes the hourly (:key 1) or daily (:key 2) rollup's upkeep lock until the transaction ends;
-# one row (void).
-UPKEEP_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('apm.rollups'), :key)")
-HOURLY_LOCK_KEY = 1
-DAILY_LOCK_KEY = 2
+# Takes the rollups' upkeep lock until the transaction ends; one row (void). One lock for both
+# tables, since every upkeep statement that changes the daily rows reads or moves hourly ones.
+UPKEEP_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('apm.rollups'), 1)")
 
 # Reads the columns of one written batch, each a JSON array (:hour: the event's UTC hour as
 # hours since 1970-01-01, :service, :endpoint, :method, :status_code, :latency_ms), and appends

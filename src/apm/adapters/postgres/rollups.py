@@ -159,7 +159,7 @@ class RollupCompactor:
 
     async def _compact(self, start: datetime, end: datetime) -> None:
         async with self._sessions.begin() as session:
-            await lock_upkeep(session)
+            await session.execute(q.UPKEEP_LOCK)  # not interleaved with other upkeep
             await session.execute(q.COMPACT, {"start": start, "end": end})
 
     async def close(self) -> None:
@@ -170,14 +170,6 @@ class RollupCompactor:
             with suppress(asyncio.CancelledError):
                 await task
         await self.flush_logged()
-
-
-async def lock_upkeep(session: AsyncSession) -> None:
-    """Takes both rollups' upkeep locks until the transaction ends, hourly first: the
-    compaction, a re-derivation after an edit and a refresh then never run interleaved
-    (see analytics_queries)."""
-    await session.execute(q.UPKEEP_LOCK, {"key": q.HOURLY_LOCK_KEY})
-    await session.execute(q.UPKEEP_LOCK, {"key": q.DAILY_LOCK_KEY})
 
 
 def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
@@ -231,7 +223,7 @@ class PostgresRollups(RecordHooks):
             return
         hours = sorted({_hour_key(r) for r in (before, after) if r is not None})
         days = sorted({(k[0] // 24, *k[1:]) for k in hours})
-        await lock_upkeep(session)
+        await session.execute(q.UPKEEP_LOCK)  # not interleaved with other upkeep
         await session.execute(q.RECOMPUTE_HOURLY, key_params(hours, _hour_start))
         await session.execute(q.RECOMPUTE_DAILY, key_params(days, _day_start))
 
@@ -255,7 +247,7 @@ class PostgresRollups(RecordHooks):
         )
         window = {"start": lo, "end": hi}
         async with self._sessions.begin() as session:
-            await lock_upkeep(session)
+            await session.execute(q.UPKEEP_LOCK)  # not interleaved with other upkeep
             await session.execute(q.LOCK_APPENDS)
             # The window's hourly deltas are folded first: clearing the hourly rows would
             # lose figures the daily rows have not received yet, and a daily rebuild reads
